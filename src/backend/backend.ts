@@ -1,0 +1,240 @@
+/**
+ * The kernel contract every compute backend implements.
+ *
+ * Conventions shared by every method:
+ * - All float data is `Float32Array`, row-major, dense unless a leading dimension (`ld*`) or a stride says otherwise.
+ *   Offsets (`*Off`) and strides are in elements, not bytes.
+ * - The caller owns every array. A backend never keeps a reference to an argument after the call returns, never
+ *   allocates arrays that it hands back, and writes only the output arrays named in the method's doc.
+ * - Unless a method says an output may alias an input, outputs must not overlap inputs.
+ * - Methods are synchronous. Native backends may run them on several threads internally.
+ * - Backends do NOT validate sizes. Callers go through {@link checkedBackend} (see `validate.ts`), which throws a
+ *   {@link ShapeError} naming the op and the shapes before any out-of-bounds access could happen. `getBackend()`
+ *   always returns a checked backend, so a bad shape never crashes the process.
+ * - NaN and Inf propagate as IEEE arithmetic says (a NaN in a softmax row makes that row NaN); kernels never
+ *   silently replace them.
+ *
+ * Layout of attention tensors is token-major, the layout a projection `x · Wᵀ` produces without a transpose:
+ * queries `(B, Tq, H, D)`, keys/values `(B, S, Hkv, D)`, with `H % Hkv === 0` (grouped-query attention:
+ * query head `h` reads key/value head `floor(h / (H / Hkv))`). Probability matrices are head-major `(B, H, Tq, S)`.
+ */
+export interface Backend {
+  /** Short name, e.g. `'reference'` or `'native'`. */
+  readonly name: string;
+  /** Number of threads the backend computes with (1 for single-threaded backends). */
+  readonly threads: number;
+  /** Change the thread count (clamped to at least 1). Single-threaded backends ignore it. */
+  setThreads(n: number): void;
+
+  /**
+   * General matrix multiply, optionally batched: for each `i < batch`,
+   * `C_i = alpha · op(A_i) · op(B_i) + beta · C_i`, where `op(X) = X` or `Xᵀ`.
+   * `op(A_i)` is `(m, k)`, `op(B_i)` is `(k, n)`, `C_i` is `(m, n)`.
+   * When `beta === 0`, `C` is overwritten without being read (NaN in old C does not propagate).
+   * Covers every layout a Linear layer and its gradient use: `y = x·Wᵀ` (transB), `dx = dy·W`, `dW = dyᵀ·x` (transA).
+   */
+  gemm(p: GemmParams): void;
+
+  /**
+   * Matrix-vector product for decode: `y[i] = (accumulate ? y[i] : 0) + Σ_j W[i, j] · x[j]`,
+   * `W` is `(n, k)` row-major starting at `wOff` (a Linear weight in `(out, in)` layout), `x` is `(k)`, `y` is `(n)`.
+   */
+  matvec(w: Float32Array, x: Float32Array, y: Float32Array, n: number, k: number, wOff?: number, accumulate?: boolean): void;
+
+  /**
+   * RMSNorm over the last dimension: `out[r, j] = x[r, j] / sqrt(mean_j(x[r]²) + eps) · w[j]`.
+   * `x`, `out` are `(rows, dim)`, `w` is `(dim)`. `out` may alias `x`.
+   */
+  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, dim: number, eps: number): void;
+
+  /**
+   * Backward of {@link rmsnorm}. Writes `dx` `(rows, dim)` (overwritten) and ACCUMULATES into `dw` `(dim)`.
+   */
+  rmsnormBackward(
+    x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array,
+    rows: number, dim: number, eps: number,
+  ): void;
+
+  /**
+   * Rotary position embedding, in place, on `x` `(nTok, nHeads, headDim)`. Token `t` is rotated by angle
+   * `pos[t] · freq_i`, reading `cos[pos[t] · headDim/2 + i]` / `sin[...]` from tables of shape `(maxPos, headDim/2)`.
+   * `style: 'interleaved'` rotates adjacent pairs `(x[2i], x[2i+1])` (llama2.c); `'half'` rotates `(x[i], x[i+D/2])`
+   * (Hugging Face). `inverse` rotates by the negative angle, which is exactly the backward pass (rotations are
+   * orthogonal), so the same kernel serves forward and gradient.
+   */
+  rope(
+    x: Float32Array, nTok: number, nHeads: number, headDim: number, pos: Int32Array,
+    cos: Float32Array, sin: Float32Array, style: RopeStyle, inverse?: boolean,
+  ): void;
+
+  /**
+   * Scaled-dot-product attention with a causal mask and grouped-query heads (see the layout note above).
+   * Query row `t` (absolute position `qPos0 + t`) attends to key rows `0 ..= qPos0 + t` (clipped to `s`).
+   * Writes `out` `(B, Tq, H, D)`; if `probs` is given, also writes the post-softmax probabilities `(B, H, Tq, S)`
+   * (masked entries exactly 0). Fast backends must not materialise probabilities when `probs` is absent.
+   */
+  attention(p: AttentionParams): void;
+
+  /**
+   * Attention output from given probabilities (the shared-layer path: `out = P_anchor · V_own`).
+   * `probs` `(B, H, Tq, S)`, `v` `(B, S, Hkv, D)` (batch stride `kvBatchStride`), writes `out` `(B, Tq, H, D)`.
+   */
+  probsTimesV(p: ProbsTimesVParams): void;
+
+  /**
+   * Backward of {@link attention} given its saved `probs`. Overwrites `dq` `(B,Tq,H,D)`, `dk` and `dv` `(B,S,Hkv,D)`.
+   * If `dProbsExtra` `(B,H,Tq,S)` is given it is added to `∂L/∂P` before the softmax backward: this is how gradients
+   * from shared layers that reused these probabilities reach the anchor's queries and keys.
+   */
+  attentionBackward(p: AttentionBackwardParams): void;
+
+  /**
+   * Backward of {@link probsTimesV}: overwrites `dProbs` `(B,H,Tq,S)` (masked entries left 0 if `probs` was
+   * causal) and `dv` `(B,S,Hkv,D)`.
+   */
+  probsTimesVBackward(p: ProbsTimesVBackwardParams): void;
+
+  /**
+   * Row softmax of `x` `(rows, cols)` into `out` (may alias `x`). With `causalOffset = c`, row `r` keeps columns
+   * `0 ..= r + c` and the rest become exactly 0 (a row with no kept column is all 0).
+   */
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number, causalOffset?: number): void;
+
+  /** Backward of softmax: `dx[r, j] = p[r, j] · (dp[r, j] − Σ_k p[r, k] · dp[r, k])`. `dx` may alias `dp`. */
+  softmaxBackward(p: Float32Array, dp: Float32Array, dx: Float32Array, rows: number, cols: number): void;
+
+  /** Log-softmax of each row of `x` `(rows, cols)` into `out` (may alias `x`). */
+  logSoftmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+
+  /**
+   * Cross-entropy of `logits` `(rows, cols)` against `targets` `(rows)`. Writes each row's loss
+   * `−log softmax(logits[r])[targets[r]]` into `losses` `(rows)` (0 where `targets[r] === ignoreIndex`).
+   * If `dlogits` is given, writes `gradScale · (softmax(logits[r]) − onehot(targets[r]))` into it (0 rows for ignored
+   * targets); `dlogits` may alias `logits`. Throws on a target outside `[0, cols)` other than `ignoreIndex`.
+   */
+  crossEntropy(
+    logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, cols: number,
+    dlogits?: Float32Array, gradScale?: number, ignoreIndex?: number,
+  ): void;
+
+  /** `out[i] = silu(gate[i]) · up[i]`, `silu(g) = g / (1 + e^−g)`. `out` may alias `gate` or `up`. */
+  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+
+  /** Backward of {@link siluMul}: overwrites `dgate` and `dup` (each `(n)`). */
+  siluMulBackward(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
+
+  /** `out[i] = a[i] + b[i]`; `out` may alias `a` or `b`. */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
+
+  /** `out[i] = a[i] · b[i]`; `out` may alias `a` or `b`. */
+  mul(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
+
+  /** `y[i] += alpha · x[i]`. */
+  axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void;
+
+  /** Row gather: `out[t, :] = table[ids[t], :]`, `table` `(vocab, dim)`, `out` `(ids.length, dim)`. Throws on an id out of range. */
+  embedding(table: Float32Array, ids: Int32Array, out: Float32Array, vocab: number, dim: number): void;
+
+  /** Backward of {@link embedding}: ACCUMULATES `dTable[ids[t], :] += dOut[t, :]` (repeated ids add up). */
+  embeddingBackward(dOut: Float32Array, ids: Int32Array, dTable: Float32Array, vocab: number, dim: number): void;
+}
+
+export type RopeStyle = 'interleaved' | 'half';
+
+export interface GemmParams {
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  aOff?: number;
+  bOff?: number;
+  cOff?: number;
+  /** Leading dimension (row stride) of A as stored: default `transA ? m : k`. */
+  lda?: number;
+  /** Leading dimension of B as stored: default `transB ? k : n`. */
+  ldb?: number;
+  /** Leading dimension of C: default `n`. */
+  ldc?: number;
+  /** Default 1. */
+  alpha?: number;
+  /** Default 0 (C is overwritten). */
+  beta?: number;
+  /** Number of independent products, default 1. */
+  batch?: number;
+  /** Element distance between consecutive A_i (default: dense). 0 broadcasts one A to every batch. */
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+}
+
+export interface AttentionParams {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  out: Float32Array;
+  batch: number;
+  tq: number;
+  /** Number of key/value positions visible (≤ the cache capacity). */
+  s: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  /** Absolute position of query row 0. Prefill: 0; decode step at position p: p (then `s = p + 1`). */
+  qPos0: number;
+  /** Score scale, usually `1 / sqrt(headDim)`. */
+  scale: number;
+  /** Elements between batch entries of `k`/`v` (a KV cache of capacity Smax: `Smax · Hkv · D`). Default `s · Hkv · D`. */
+  kvBatchStride?: number;
+  /** Optional output `(B, H, Tq, S)`. */
+  probs?: Float32Array;
+}
+
+export interface ProbsTimesVParams {
+  probs: Float32Array;
+  v: Float32Array;
+  out: Float32Array;
+  batch: number;
+  tq: number;
+  s: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  kvBatchStride?: number;
+}
+
+export interface AttentionBackwardParams {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  probs: Float32Array;
+  dout: Float32Array;
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+  batch: number;
+  tq: number;
+  s: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  scale: number;
+  dProbsExtra?: Float32Array;
+}
+
+export interface ProbsTimesVBackwardParams {
+  probs: Float32Array;
+  v: Float32Array;
+  dout: Float32Array;
+  dProbs: Float32Array;
+  dv: Float32Array;
+  batch: number;
+  tq: number;
+  s: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+}

@@ -1,0 +1,343 @@
+/**
+ * The reference backend: plain TypeScript loops, written to be obviously correct rather than fast.
+ * Tests hold every other backend against it. Accumulations use JS doubles, so it is also slightly more
+ * accurate than a float32 kernel.
+ */
+import type {
+  AttentionBackwardParams,
+  AttentionParams,
+  Backend,
+  GemmParams,
+  ProbsTimesVBackwardParams,
+  ProbsTimesVParams,
+  RopeStyle,
+} from './backend.js';
+import { ShapeError } from '../errors.js';
+
+export class ReferenceBackend implements Backend {
+  readonly name = 'reference';
+  readonly threads = 1;
+  setThreads(_n: number): void {}
+
+  gemm(p: GemmParams): void {
+    const { m, n, k, a, b, c } = p;
+    const transA = p.transA ?? false;
+    const transB = p.transB ?? false;
+    const lda = p.lda ?? (transA ? m : k);
+    const ldb = p.ldb ?? (transB ? k : n);
+    const ldc = p.ldc ?? n;
+    const alpha = p.alpha ?? 1;
+    const beta = p.beta ?? 0;
+    const batch = p.batch ?? 1;
+    const sA = p.strideA ?? (transA ? k * lda : m * lda);
+    const sB = p.strideB ?? (transB ? n * ldb : k * ldb);
+    const sC = p.strideC ?? m * ldc;
+    for (let bi = 0; bi < batch; bi++) {
+      const aO = (p.aOff ?? 0) + bi * sA;
+      const bO = (p.bOff ?? 0) + bi * sB;
+      const cO = (p.cOff ?? 0) + bi * sC;
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let l = 0; l < k; l++) {
+            const av = transA ? a[aO + l * lda + i] : a[aO + i * lda + l];
+            const bv = transB ? b[bO + j * ldb + l] : b[bO + l * ldb + j];
+            s += av * bv;
+          }
+          const idx = cO + i * ldc + j;
+          c[idx] = beta === 0 ? alpha * s : alpha * s + beta * c[idx];
+        }
+      }
+    }
+  }
+
+  matvec(w: Float32Array, x: Float32Array, y: Float32Array, n: number, k: number, wOff = 0, accumulate = false): void {
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      const row = wOff + i * k;
+      for (let j = 0; j < k; j++) s += w[row + j] * x[j];
+      y[i] = accumulate ? y[i] + s : s;
+    }
+  }
+
+  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, dim: number, eps: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * dim;
+      let ss = 0;
+      for (let j = 0; j < dim; j++) ss += x[o + j] * x[o + j];
+      const inv = 1 / Math.sqrt(ss / dim + eps);
+      for (let j = 0; j < dim; j++) out[o + j] = x[o + j] * inv * w[j];
+    }
+  }
+
+  rmsnormBackward(
+    x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array,
+    rows: number, dim: number, eps: number,
+  ): void {
+    // y_j = x_j·r·w_j with r = (mean(x²)+eps)^-1/2;  dx_j = r·w_j·dy_j − x_j·r³/dim · Σ_k dy_k·w_k·x_k
+    for (let row = 0; row < rows; row++) {
+      const o = row * dim;
+      let ss = 0;
+      for (let j = 0; j < dim; j++) ss += x[o + j] * x[o + j];
+      const r = 1 / Math.sqrt(ss / dim + eps);
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += dy[o + j] * w[j] * x[o + j];
+      const c = (r * r * r * dot) / dim;
+      for (let j = 0; j < dim; j++) {
+        dw[j] += dy[o + j] * x[o + j] * r;
+        dx[o + j] = r * w[j] * dy[o + j] - x[o + j] * c;
+      }
+    }
+  }
+
+  rope(
+    x: Float32Array, nTok: number, nHeads: number, headDim: number, pos: Int32Array,
+    cos: Float32Array, sin: Float32Array, style: RopeStyle, inverse = false,
+  ): void {
+    const half = headDim / 2;
+    const sign = inverse ? -1 : 1;
+    for (let t = 0; t < nTok; t++) {
+      const tb = pos[t] * half;
+      for (let h = 0; h < nHeads; h++) {
+        const o = (t * nHeads + h) * headDim;
+        for (let i = 0; i < half; i++) {
+          const c = cos[tb + i];
+          const s = sign * sin[tb + i];
+          const i0 = style === 'interleaved' ? o + 2 * i : o + i;
+          const i1 = style === 'interleaved' ? o + 2 * i + 1 : o + i + half;
+          const a = x[i0];
+          const b = x[i1];
+          x[i0] = a * c - b * s;
+          x[i1] = a * s + b * c;
+        }
+      }
+    }
+  }
+
+  attention(p: AttentionParams): void {
+    const { q, k, v, out, batch, tq, s, nHeads, nKvHeads, headDim: d, qPos0, scale } = p;
+    const group = nHeads / nKvHeads;
+    const kvStride = p.kvBatchStride ?? s * nKvHeads * d;
+    const scores = new Float64Array(s);
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < nHeads; h++) {
+        const kh = Math.floor(h / group);
+        for (let t = 0; t < tq; t++) {
+          const qo = ((b * tq + t) * nHeads + h) * d;
+          const last = Math.min(qPos0 + t, s - 1);
+          let max = -Infinity;
+          for (let j = 0; j <= last; j++) {
+            const ko = b * kvStride + (j * nKvHeads + kh) * d;
+            let dot = 0;
+            for (let e = 0; e < d; e++) dot += q[qo + e] * k[ko + e];
+            scores[j] = dot * scale;
+            max = Math.max(max, scores[j]); // Math.max propagates NaN
+          }
+          let sum = 0;
+          for (let j = 0; j <= last; j++) {
+            scores[j] = Math.exp(scores[j] - max);
+            sum += scores[j];
+          }
+          for (let e = 0; e < d; e++) out[qo + e] = 0;
+          const pRow = ((b * nHeads + h) * tq + t) * s;
+          for (let j = 0; j < s; j++) {
+            const pj = j <= last ? scores[j] / sum : 0;
+            if (p.probs) p.probs[pRow + j] = pj;
+            if (j > last) continue;
+            const vo = b * kvStride + (j * nKvHeads + kh) * d;
+            for (let e = 0; e < d; e++) out[qo + e] += pj * v[vo + e];
+          }
+        }
+      }
+    }
+  }
+
+  probsTimesV(p: ProbsTimesVParams): void {
+    const { probs, v, out, batch, tq, s, nHeads, nKvHeads, headDim: d } = p;
+    const group = nHeads / nKvHeads;
+    const kvStride = p.kvBatchStride ?? s * nKvHeads * d;
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < nHeads; h++) {
+        const kh = Math.floor(h / group);
+        for (let t = 0; t < tq; t++) {
+          const o = ((b * tq + t) * nHeads + h) * d;
+          const pRow = ((b * nHeads + h) * tq + t) * s;
+          for (let e = 0; e < d; e++) {
+            let acc = 0;
+            for (let j = 0; j < s; j++) acc += probs[pRow + j] * v[b * kvStride + (j * nKvHeads + kh) * d + e];
+            out[o + e] = acc;
+          }
+        }
+      }
+    }
+  }
+
+  probsTimesVBackward(p: ProbsTimesVBackwardParams): void {
+    const { probs, v, dout, dProbs, dv, batch, tq, s, nHeads, nKvHeads, headDim: d } = p;
+    const group = nHeads / nKvHeads;
+    dv.fill(0, 0, batch * s * nKvHeads * d);
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < nHeads; h++) {
+        const kh = Math.floor(h / group);
+        for (let t = 0; t < tq; t++) {
+          const o = ((b * tq + t) * nHeads + h) * d;
+          const pRow = ((b * nHeads + h) * tq + t) * s;
+          for (let j = 0; j < s; j++) {
+            const vo = ((b * s + j) * nKvHeads + kh) * d;
+            let dot = 0;
+            for (let e = 0; e < d; e++) {
+              dot += dout[o + e] * v[vo + e];
+              dv[vo + e] += probs[pRow + j] * dout[o + e];
+            }
+            dProbs[pRow + j] = dot;
+          }
+        }
+      }
+    }
+  }
+
+  attentionBackward(p: AttentionBackwardParams): void {
+    const { q, k, probs, dq, dk, batch, tq, s, nHeads, nKvHeads, headDim: d, scale } = p;
+    const group = nHeads / nKvHeads;
+    const dP = new Float32Array(batch * nHeads * tq * s);
+    this.probsTimesVBackward({ ...p, dProbs: dP });
+    if (p.dProbsExtra) for (let i = 0; i < dP.length; i++) dP[i] += p.dProbsExtra[i];
+    const dS = new Float32Array(dP.length);
+    this.softmaxBackward(probs, dP, dS, batch * nHeads * tq, s);
+    dq.fill(0, 0, batch * tq * nHeads * d);
+    dk.fill(0, 0, batch * s * nKvHeads * d);
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < nHeads; h++) {
+        const kh = Math.floor(h / group);
+        for (let t = 0; t < tq; t++) {
+          const qo = ((b * tq + t) * nHeads + h) * d;
+          const row = ((b * nHeads + h) * tq + t) * s;
+          for (let j = 0; j < s; j++) {
+            const g = dS[row + j] * scale;
+            if (g === 0) continue;
+            const ko = ((b * s + j) * nKvHeads + kh) * d;
+            for (let e = 0; e < d; e++) {
+              dq[qo + e] += g * k[ko + e];
+              dk[ko + e] += g * q[qo + e];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number, causalOffset?: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const last = causalOffset === undefined ? cols - 1 : Math.min(cols - 1, r + causalOffset);
+      let max = -Infinity;
+      for (let j = 0; j <= last; j++) max = Math.max(max, x[o + j]);
+      let sum = 0;
+      const e = new Float64Array(cols);
+      for (let j = 0; j <= last; j++) {
+        e[j] = Math.exp(x[o + j] - max);
+        sum += e[j];
+      }
+      for (let j = 0; j < cols; j++) out[o + j] = j <= last ? e[j] / sum : 0;
+    }
+  }
+
+  softmaxBackward(p: Float32Array, dp: Float32Array, dx: Float32Array, rows: number, cols: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let dot = 0;
+      for (let j = 0; j < cols; j++) dot += p[o + j] * dp[o + j];
+      for (let j = 0; j < cols; j++) dx[o + j] = p[o + j] * (dp[o + j] - dot);
+    }
+  }
+
+  logSoftmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const lse = logSumExp(x, o, cols);
+      for (let j = 0; j < cols; j++) out[o + j] = x[o + j] - lse;
+    }
+  }
+
+  crossEntropy(
+    logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, cols: number,
+    dlogits?: Float32Array, gradScale = 1, ignoreIndex = -100,
+  ): void {
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (t !== ignoreIndex && !(t >= 0 && t < cols)) {
+        throw new ShapeError('crossEntropy', `target ${t} at row ${r} is outside [0, ${cols})`);
+      }
+    }
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const t = targets[r];
+      if (t === ignoreIndex) {
+        losses[r] = 0;
+        if (dlogits) dlogits.fill(0, o, o + cols);
+        continue;
+      }
+      const lse = logSumExp(logits, o, cols);
+      losses[r] = lse - logits[o + t];
+      if (dlogits) {
+        for (let j = 0; j < cols; j++) dlogits[o + j] = gradScale * (Math.exp(logits[o + j] - lse) - (j === t ? 1 : 0));
+      }
+    }
+  }
+
+  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) {
+      const g = gate[i];
+      out[i] = (g / (1 + Math.exp(-g))) * up[i];
+    }
+  }
+
+  siluMulBackward(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) {
+      const g = gate[i];
+      const sig = 1 / (1 + Math.exp(-g));
+      const silu = g * sig;
+      const dy = dout[i];
+      const u = up[i];
+      dup[i] = dy * silu;
+      dgate[i] = dy * u * sig * (1 + g * (1 - sig));
+    }
+  }
+
+  add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+  }
+
+  mul(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) out[i] = a[i] * b[i];
+  }
+
+  axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) y[i] += alpha * x[i];
+  }
+
+  embedding(table: Float32Array, ids: Int32Array, out: Float32Array, vocab: number, dim: number): void {
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!(id >= 0 && id < vocab)) throw new ShapeError('embedding', `token id ${id} at position ${t} is outside [0, ${vocab})`);
+      out.set(table.subarray(id * dim, id * dim + dim), t * dim);
+    }
+  }
+
+  embeddingBackward(dOut: Float32Array, ids: Int32Array, dTable: Float32Array, vocab: number, dim: number): void {
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!(id >= 0 && id < vocab)) throw new ShapeError('embeddingBackward', `token id ${id} at position ${t} is outside [0, ${vocab})`);
+      for (let j = 0; j < dim; j++) dTable[id * dim + j] += dOut[t * dim + j];
+    }
+  }
+}
+
+function logSumExp(x: Float32Array, o: number, n: number): number {
+  let max = -Infinity;
+  for (let j = 0; j < n; j++) max = Math.max(max, x[o + j]);
+  if (max === -Infinity) return -Infinity;
+  let sum = 0;
+  for (let j = 0; j < n; j++) sum += Math.exp(x[o + j] - max);
+  return max + Math.log(sum);
+}

@@ -1,0 +1,322 @@
+/**
+ * Size and type validation in front of any backend. Native kernels trust their arguments (a bounds check per
+ * element would cost real time), so every call is checked here first and a bad call becomes a {@link ShapeError}
+ * naming the op and the shapes instead of a segfault.
+ */
+import type {
+  AttentionBackwardParams,
+  AttentionParams,
+  Backend,
+  GemmParams,
+  ProbsTimesVBackwardParams,
+  ProbsTimesVParams,
+  RopeStyle,
+} from './backend.js';
+import { DTypeError, ShapeError } from '../errors.js';
+
+type Arr = Float32Array | Int32Array;
+
+function dims(op: string, d: Record<string, number>): void {
+  for (const [k, v] of Object.entries(d)) {
+    if (!Number.isInteger(v) || v < 0) throw new ShapeError(op, `${k} must be a non-negative integer, got ${v}`);
+  }
+}
+
+function f32(op: string, name: string, a: unknown): Float32Array {
+  if (!(a instanceof Float32Array)) throw new DTypeError(op, `${name} must be a Float32Array, got ${describe(a)}`);
+  return a;
+}
+
+function i32(op: string, name: string, a: unknown): Int32Array {
+  if (!(a instanceof Int32Array)) throw new DTypeError(op, `${name} must be an Int32Array, got ${describe(a)}`);
+  return a;
+}
+
+function describe(a: unknown): string {
+  if (a === null || a === undefined) return String(a);
+  if (typeof a === 'object') return (a as object).constructor?.name ?? 'object';
+  return typeof a;
+}
+
+/** Throws unless `arr` holds at least `end` elements (`end` = one past the last index touched). */
+function need(op: string, name: string, arr: Arr, end: number, shape: string): void {
+  if (arr.length < end) {
+    throw new ShapeError(op, `${name} has ${arr.length} elements but ${shape} needs ${end}`);
+  }
+}
+
+function heads(op: string, nHeads: number, nKvHeads: number): void {
+  if (nKvHeads === 0 || nHeads % nKvHeads !== 0) {
+    throw new ShapeError(op, `nHeads ${nHeads} must be a positive multiple of nKvHeads ${nKvHeads}`);
+  }
+}
+
+function checkGemm(p: GemmParams): void {
+  const op = 'gemm';
+  const { m, n, k } = p;
+  const transA = p.transA ?? false;
+  const transB = p.transB ?? false;
+  const lda = p.lda ?? (transA ? m : k);
+  const ldb = p.ldb ?? (transB ? k : n);
+  const ldc = p.ldc ?? n;
+  const batch = p.batch ?? 1;
+  const sA = p.strideA ?? (transA ? k * lda : m * lda);
+  const sB = p.strideB ?? (transB ? n * ldb : k * ldb);
+  const sC = p.strideC ?? m * ldc;
+  const aOff = p.aOff ?? 0;
+  const bOff = p.bOff ?? 0;
+  const cOff = p.cOff ?? 0;
+  dims(op, { m, n, k, lda, ldb, ldc, batch, strideA: sA, strideB: sB, strideC: sC, aOff, bOff, cOff });
+  f32(op, 'a', p.a);
+  f32(op, 'b', p.b);
+  f32(op, 'c', p.c);
+  const [aRows, aCols] = transA ? [k, m] : [m, k];
+  const [bRows, bCols] = transB ? [n, k] : [k, n];
+  if (lda < Math.max(1, aCols)) throw new ShapeError(op, `lda ${lda} < ${aCols} columns of A as stored`);
+  if (ldb < Math.max(1, bCols)) throw new ShapeError(op, `ldb ${ldb} < ${bCols} columns of B as stored`);
+  if (ldc < Math.max(1, n)) throw new ShapeError(op, `ldc ${ldc} < n ${n}`);
+  if (batch === 0 || m === 0 || n === 0) return;
+  const shape = `m=${m} n=${n} k=${k} transA=${transA} transB=${transB} batch=${batch}`;
+  if (k > 0) {
+    need(op, 'a', p.a, aOff + (batch - 1) * sA + (aRows - 1) * lda + aCols, shape);
+    need(op, 'b', p.b, bOff + (batch - 1) * sB + (bRows - 1) * ldb + bCols, shape);
+  }
+  need(op, 'c', p.c, cOff + (batch - 1) * sC + (m - 1) * ldc + n, shape);
+  if (sC < (m - 1) * ldc + n && batch > 1) throw new ShapeError(op, `strideC ${sC} makes batch outputs overlap`);
+}
+
+function checkAttentionShape(op: string, p: {
+  batch: number; tq: number; s: number; nHeads: number; nKvHeads: number; headDim: number;
+}): string {
+  const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
+  dims(op, { batch, tq, s, nHeads, nKvHeads, headDim });
+  heads(op, nHeads, nKvHeads);
+  return `B=${batch} Tq=${tq} S=${s} H=${nHeads} Hkv=${nKvHeads} D=${headDim}`;
+}
+
+/**
+ * Wrap a backend so every call is validated. The wrapper adds a few integer comparisons per call, nothing per element
+ * except for token ids and targets (checked once, so a native kernel never indexes out of range).
+ */
+export function checkedBackend(inner: Backend): Backend {
+  const b: Backend = {
+    get name() {
+      return inner.name;
+    },
+    get threads() {
+      return inner.threads;
+    },
+    setThreads(n: number) {
+      if (!Number.isInteger(n) || n < 1) throw new ShapeError('setThreads', `thread count must be a positive integer, got ${n}`);
+      inner.setThreads(n);
+    },
+    gemm(p) {
+      checkGemm(p);
+      inner.gemm(p);
+    },
+    matvec(w, x, y, n, k, wOff = 0, accumulate = false) {
+      const op = 'matvec';
+      dims(op, { n, k, wOff });
+      const shape = `W (${n}, ${k}) at offset ${wOff}`;
+      need(op, 'w', f32(op, 'w', w), wOff + n * k, shape);
+      need(op, 'x', f32(op, 'x', x), k, shape);
+      need(op, 'y', f32(op, 'y', y), n, shape);
+      inner.matvec(w, x, y, n, k, wOff, accumulate);
+    },
+    rmsnorm(x, w, out, rows, dim, eps) {
+      const op = 'rmsnorm';
+      dims(op, { rows, dim });
+      const shape = `(${rows}, ${dim})`;
+      need(op, 'x', f32(op, 'x', x), rows * dim, shape);
+      need(op, 'w', f32(op, 'w', w), dim, shape);
+      need(op, 'out', f32(op, 'out', out), rows * dim, shape);
+      inner.rmsnorm(x, w, out, rows, dim, eps);
+    },
+    rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps) {
+      const op = 'rmsnormBackward';
+      dims(op, { rows, dim });
+      const shape = `(${rows}, ${dim})`;
+      for (const [nm, a] of [['x', x], ['dy', dy], ['dx', dx]] as const) need(op, nm, f32(op, nm, a), rows * dim, shape);
+      need(op, 'w', f32(op, 'w', w), dim, shape);
+      need(op, 'dw', f32(op, 'dw', dw), dim, shape);
+      inner.rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps);
+    },
+    rope(x, nTok, nHeads, headDim, pos, cos, sin, style: RopeStyle, inverse = false) {
+      const op = 'rope';
+      dims(op, { nTok, nHeads, headDim });
+      if (headDim % 2 !== 0) throw new ShapeError(op, `headDim ${headDim} must be even`);
+      if (style !== 'interleaved' && style !== 'half') throw new ShapeError(op, `unknown RoPE style '${String(style)}'`);
+      const shape = `(${nTok}, ${nHeads}, ${headDim})`;
+      need(op, 'x', f32(op, 'x', x), nTok * nHeads * headDim, shape);
+      need(op, 'pos', i32(op, 'pos', pos), nTok, shape);
+      f32(op, 'cos', cos);
+      f32(op, 'sin', sin);
+      const half = headDim / 2;
+      const maxPos = Math.floor(Math.min(cos.length, sin.length) / Math.max(half, 1));
+      for (let t = 0; t < nTok; t++) {
+        if (!(pos[t] >= 0 && pos[t] < maxPos)) {
+          throw new ShapeError(op, `position ${pos[t]} of token ${t} is outside the RoPE table (0..${maxPos - 1})`);
+        }
+      }
+      inner.rope(x, nTok, nHeads, headDim, pos, cos, sin, style, inverse);
+    },
+    attention(p: AttentionParams) {
+      const op = 'attention';
+      const shape = checkAttentionShape(op, p);
+      const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
+      const kvStride = p.kvBatchStride ?? s * nKvHeads * headDim;
+      dims(op, { qPos0: p.qPos0, kvBatchStride: kvStride });
+      if (kvStride < s * nKvHeads * headDim) throw new ShapeError(op, `kvBatchStride ${kvStride} < S·Hkv·D (${shape})`);
+      const qn = batch * tq * nHeads * headDim;
+      need(op, 'q', f32(op, 'q', p.q), qn, shape);
+      need(op, 'out', f32(op, 'out', p.out), qn, shape);
+      const kvEnd = batch === 0 ? 0 : (batch - 1) * kvStride + s * nKvHeads * headDim;
+      need(op, 'k', f32(op, 'k', p.k), kvEnd, shape);
+      need(op, 'v', f32(op, 'v', p.v), kvEnd, shape);
+      if (p.probs !== undefined) need(op, 'probs', f32(op, 'probs', p.probs), batch * nHeads * tq * s, shape);
+      if (!Number.isFinite(p.scale)) throw new ShapeError(op, `scale must be finite, got ${p.scale}`);
+      inner.attention(p);
+    },
+    probsTimesV(p: ProbsTimesVParams) {
+      const op = 'probsTimesV';
+      const shape = checkAttentionShape(op, p);
+      const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
+      const kvStride = p.kvBatchStride ?? s * nKvHeads * headDim;
+      if (kvStride < s * nKvHeads * headDim) throw new ShapeError(op, `kvBatchStride ${kvStride} < S·Hkv·D (${shape})`);
+      need(op, 'probs', f32(op, 'probs', p.probs), batch * nHeads * tq * s, shape);
+      need(op, 'v', f32(op, 'v', p.v), batch === 0 ? 0 : (batch - 1) * kvStride + s * nKvHeads * headDim, shape);
+      need(op, 'out', f32(op, 'out', p.out), batch * tq * nHeads * headDim, shape);
+      inner.probsTimesV(p);
+    },
+    attentionBackward(p: AttentionBackwardParams) {
+      const op = 'attentionBackward';
+      const shape = checkAttentionShape(op, p);
+      const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
+      const qn = batch * tq * nHeads * headDim;
+      const kvn = batch * s * nKvHeads * headDim;
+      const pn = batch * nHeads * tq * s;
+      for (const [nm, a] of [['q', p.q], ['dout', p.dout], ['dq', p.dq]] as const) need(op, nm, f32(op, nm, a), qn, shape);
+      for (const [nm, a] of [['k', p.k], ['v', p.v], ['dk', p.dk], ['dv', p.dv]] as const) need(op, nm, f32(op, nm, a), kvn, shape);
+      need(op, 'probs', f32(op, 'probs', p.probs), pn, shape);
+      if (p.dProbsExtra !== undefined) need(op, 'dProbsExtra', f32(op, 'dProbsExtra', p.dProbsExtra), pn, shape);
+      inner.attentionBackward(p);
+    },
+    probsTimesVBackward(p: ProbsTimesVBackwardParams) {
+      const op = 'probsTimesVBackward';
+      const shape = checkAttentionShape(op, p);
+      const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
+      const qn = batch * tq * nHeads * headDim;
+      const kvn = batch * s * nKvHeads * headDim;
+      const pn = batch * nHeads * tq * s;
+      need(op, 'dout', f32(op, 'dout', p.dout), qn, shape);
+      need(op, 'v', f32(op, 'v', p.v), kvn, shape);
+      need(op, 'dv', f32(op, 'dv', p.dv), kvn, shape);
+      need(op, 'probs', f32(op, 'probs', p.probs), pn, shape);
+      need(op, 'dProbs', f32(op, 'dProbs', p.dProbs), pn, shape);
+      inner.probsTimesVBackward(p);
+    },
+    softmax(x, out, rows, cols, causalOffset) {
+      const op = 'softmax';
+      dims(op, { rows, cols });
+      if (causalOffset !== undefined && !Number.isInteger(causalOffset)) {
+        throw new ShapeError(op, `causalOffset must be an integer, got ${causalOffset}`);
+      }
+      const shape = `(${rows}, ${cols})`;
+      need(op, 'x', f32(op, 'x', x), rows * cols, shape);
+      need(op, 'out', f32(op, 'out', out), rows * cols, shape);
+      inner.softmax(x, out, rows, cols, causalOffset);
+    },
+    softmaxBackward(p, dp, dx, rows, cols) {
+      const op = 'softmaxBackward';
+      dims(op, { rows, cols });
+      const shape = `(${rows}, ${cols})`;
+      for (const [nm, a] of [['p', p], ['dp', dp], ['dx', dx]] as const) need(op, nm, f32(op, nm, a), rows * cols, shape);
+      inner.softmaxBackward(p, dp, dx, rows, cols);
+    },
+    logSoftmax(x, out, rows, cols) {
+      const op = 'logSoftmax';
+      dims(op, { rows, cols });
+      const shape = `(${rows}, ${cols})`;
+      need(op, 'x', f32(op, 'x', x), rows * cols, shape);
+      need(op, 'out', f32(op, 'out', out), rows * cols, shape);
+      inner.logSoftmax(x, out, rows, cols);
+    },
+    crossEntropy(logits, targets, losses, rows, cols, dlogits, gradScale = 1, ignoreIndex = -100) {
+      const op = 'crossEntropy';
+      dims(op, { rows, cols });
+      const shape = `logits (${rows}, ${cols})`;
+      need(op, 'logits', f32(op, 'logits', logits), rows * cols, shape);
+      need(op, 'targets', i32(op, 'targets', targets), rows, shape);
+      need(op, 'losses', f32(op, 'losses', losses), rows, shape);
+      if (dlogits !== undefined) need(op, 'dlogits', f32(op, 'dlogits', dlogits), rows * cols, shape);
+      for (let r = 0; r < rows; r++) {
+        const t = targets[r];
+        if (t !== ignoreIndex && !(t >= 0 && t < cols)) {
+          throw new ShapeError(op, `target ${t} at row ${r} is outside [0, ${cols})`);
+        }
+      }
+      inner.crossEntropy(logits, targets, losses, rows, cols, dlogits, gradScale, ignoreIndex);
+    },
+    siluMul(gate, up, out, n) {
+      const op = 'siluMul';
+      dims(op, { n });
+      for (const [nm, a] of [['gate', gate], ['up', up], ['out', out]] as const) need(op, nm, f32(op, nm, a), n, `(${n})`);
+      inner.siluMul(gate, up, out, n);
+    },
+    siluMulBackward(gate, up, dout, dgate, dup, n) {
+      const op = 'siluMulBackward';
+      dims(op, { n });
+      const arrs = [['gate', gate], ['up', up], ['dout', dout], ['dgate', dgate], ['dup', dup]] as const;
+      for (const [nm, a] of arrs) need(op, nm, f32(op, nm, a), n, `(${n})`);
+      inner.siluMulBackward(gate, up, dout, dgate, dup, n);
+    },
+    add(a, bb, out, n) {
+      elementwise('add', a, bb, out, n);
+      inner.add(a, bb, out, n);
+    },
+    mul(a, bb, out, n) {
+      elementwise('mul', a, bb, out, n);
+      inner.mul(a, bb, out, n);
+    },
+    axpy(alpha, x, y, n) {
+      const op = 'axpy';
+      dims(op, { n });
+      need(op, 'x', f32(op, 'x', x), n, `(${n})`);
+      need(op, 'y', f32(op, 'y', y), n, `(${n})`);
+      inner.axpy(alpha, x, y, n);
+    },
+    embedding(table, ids, out, vocab, dim) {
+      const op = 'embedding';
+      dims(op, { vocab, dim });
+      const shape = `table (${vocab}, ${dim}), ${ids?.length} ids`;
+      need(op, 'table', f32(op, 'table', table), vocab * dim, shape);
+      i32(op, 'ids', ids);
+      need(op, 'out', f32(op, 'out', out), ids.length * dim, shape);
+      checkIds(op, ids, vocab);
+      inner.embedding(table, ids, out, vocab, dim);
+    },
+    embeddingBackward(dOut, ids, dTable, vocab, dim) {
+      const op = 'embeddingBackward';
+      dims(op, { vocab, dim });
+      const shape = `table (${vocab}, ${dim}), ${ids?.length} ids`;
+      need(op, 'dTable', f32(op, 'dTable', dTable), vocab * dim, shape);
+      i32(op, 'ids', ids);
+      need(op, 'dOut', f32(op, 'dOut', dOut), ids.length * dim, shape);
+      checkIds(op, ids, vocab);
+      inner.embeddingBackward(dOut, ids, dTable, vocab, dim);
+    },
+  };
+  return b;
+}
+
+function elementwise(op: string, a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+  dims(op, { n });
+  for (const [nm, x] of [['a', a], ['b', b], ['out', out]] as const) need(op, nm, f32(op, nm, x), n, `(${n})`);
+}
+
+function checkIds(op: string, ids: Int32Array, vocab: number): void {
+  for (let t = 0; t < ids.length; t++) {
+    const id = ids[t];
+    if (!(id >= 0 && id < vocab)) throw new ShapeError(op, `token id ${id} at position ${t} is outside [0, ${vocab})`);
+  }
+}

@@ -1,0 +1,478 @@
+/**
+ * Every kernel, on every available backend, against the reference oracle; plus hand-computed values for the
+ * oracle itself, finite-difference checks of every backward kernel, NaN/Inf propagation and typed shape errors.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { availableBackends, getBackend } from '../src/backend/index.js';
+import { ReferenceBackend } from '../src/backend/reference.js';
+import type { Backend, RopeStyle } from '../src/backend/backend.js';
+import { DTypeError, ShapeError } from '../src/errors.js';
+import { assertClose, randInts, randn } from './helpers.js';
+
+const ref = new ReferenceBackend();
+const SIZES = [1, 7, 63, 65, 129];
+
+function ropeTables(maxPos: number, headDim: number, theta = 10000): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const cos = new Float32Array(maxPos * half);
+  const sin = new Float32Array(maxPos * half);
+  for (let p = 0; p < maxPos; p++) {
+    for (let i = 0; i < half; i++) {
+      const a = p * theta ** (-(2 * i) / headDim);
+      cos[p * half + i] = Math.cos(a);
+      sin[p * half + i] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
+
+describe('reference oracle: hand-computed values', () => {
+  test('gemm 2x3 · 3x2, all layouts', () => {
+    const a = Float32Array.of(1, 2, 3, 4, 5, 6); // (2,3)
+    const b = Float32Array.of(7, 8, 9, 10, 11, 12); // (3,2)
+    const c = new Float32Array(4);
+    ref.gemm({ m: 2, n: 2, k: 3, a, b, c });
+    assert.deepEqual([...c], [58, 64, 139, 154]);
+    const bt = Float32Array.of(7, 9, 11, 8, 10, 12); // Bᵀ stored (2,3)
+    ref.gemm({ m: 2, n: 2, k: 3, a, b: bt, c, transB: true });
+    assert.deepEqual([...c], [58, 64, 139, 154]);
+    const at = Float32Array.of(1, 4, 2, 5, 3, 6); // Aᵀ stored (3,2)
+    ref.gemm({ m: 2, n: 2, k: 3, a: at, b, c, transA: true, alpha: 2, beta: 1 });
+    assert.deepEqual([...c], [174, 192, 417, 462]);
+  });
+
+  test('softmax, causal mask, rmsnorm, siluMul', () => {
+    const out = new Float32Array(4);
+    ref.softmax(Float32Array.of(0, Math.log(3), 5, 7), out, 2, 2, 0);
+    assertClose(out, [1, 0, 1 / (1 + Math.exp(2)), Math.exp(2) / (1 + Math.exp(2))], 'softmax');
+    const y = new Float32Array(2);
+    ref.rmsnorm(Float32Array.of(3, 4), Float32Array.of(1, 2), y, 1, 2, 0);
+    const r = Math.sqrt(12.5);
+    assertClose(y, [3 / r, 8 / r], 'rmsnorm');
+    const s = new Float32Array(1);
+    ref.siluMul(Float32Array.of(1), Float32Array.of(2), s, 1);
+    assertClose(s, [2 / (1 + Math.exp(-1))], 'siluMul');
+  });
+
+  test('rope rotates pairs by pos·freq in both conventions', () => {
+    const { cos, sin } = ropeTables(4, 4);
+    // interleaved: pairs (0,1), (2,3); half: pairs (0,2), (1,3)
+    const xi = Float32Array.of(1, 0, 1, 0);
+    ref.rope(xi, 1, 1, 4, Int32Array.of(1), cos, sin, 'interleaved');
+    assertClose(xi, [Math.cos(1), Math.sin(1), Math.cos(0.01), Math.sin(0.01)], 'interleaved');
+    const xh = Float32Array.of(1, 1, 0, 0);
+    ref.rope(xh, 1, 1, 4, Int32Array.of(1), cos, sin, 'half');
+    assertClose(xh, [Math.cos(1), Math.cos(0.01), Math.sin(1), Math.sin(0.01)], 'half');
+  });
+
+  test('attention with equal keys averages the visible values', () => {
+    const d = 2;
+    const q = randn(3 * d, 1);
+    const k = new Float32Array(3 * d).fill(1);
+    const v = Float32Array.of(1, 10, 2, 20, 3, 30);
+    const out = new Float32Array(3 * d);
+    const probs = new Float32Array(9);
+    ref.attention({ q, k, v, out, probs, batch: 1, tq: 3, s: 3, nHeads: 1, nKvHeads: 1, headDim: d, qPos0: 0, scale: 1 });
+    assertClose(out, [1, 10, 1.5, 15, 2, 20], 'out');
+    assertClose(probs, [1, 0, 0, 0.5, 0.5, 0, 1 / 3, 1 / 3, 1 / 3], 'probs');
+  });
+
+  test('crossEntropy matches −log softmax and ignores ignoreIndex', () => {
+    const logits = Float32Array.of(1, 2, 3, 1, 1, 1);
+    const losses = new Float32Array(2);
+    ref.crossEntropy(logits, Int32Array.of(2, -100), losses, 2, 3);
+    const lse = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3));
+    assertClose(losses, [lse - 3, 0], 'losses');
+  });
+});
+
+for (const name of availableBackends()) {
+  const be: Backend = getBackend(name);
+  describe(`backend ${name} vs reference`, () => {
+    test('gemm: all layouts, odd shapes, alpha/beta, batch, strides and offsets', () => {
+      let seed = 10;
+      for (const m of SIZES) {
+        for (const n of [1, 17, 65]) {
+          for (const k of [1, 63, 129]) {
+            for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+              const a = randn(m * k + 3, seed++);
+              const b = randn(k * n + 5, seed++);
+              const c0 = randn(m * n + 2, seed++);
+              const args = { m, n, k, transA, transB, aOff: 3, bOff: 5, cOff: 2, alpha: 0.5, beta: 2 };
+              const expect = c0.slice();
+              ref.gemm({ ...args, a, b, c: expect });
+              const got = c0.slice();
+              be.gemm({ ...args, a, b, c: got });
+              assertClose(got, expect, `gemm m=${m} n=${n} k=${k} tA=${transA} tB=${transB}`, 1e-4, 1e-4);
+            }
+          }
+        }
+      }
+      // Batched with padded leading dims and a broadcast B (stride 0), beta=0 ignores NaN in C.
+      const [m, n, k, batch] = [5, 33, 20, 3];
+      const lda = k + 3;
+      const ldc = n + 1;
+      const a = randn(batch * m * lda, 1);
+      const b = randn(k * n, 2);
+      const args = { m, n, k, lda, ldc, batch, strideA: m * lda, strideB: 0, strideC: m * ldc };
+      const expect = new Float32Array(batch * m * ldc);
+      ref.gemm({ ...args, a, b, c: expect });
+      const got = new Float32Array(batch * m * ldc).fill(NaN);
+      be.gemm({ ...args, a, b, c: got });
+      for (let i = 0; i < got.length; i++) if (i % ldc === n) got[i] = 0; // padding column is not written
+      assertClose(got, expect, 'batched gemm', 1e-4, 1e-4);
+    });
+
+    test('gemm at transformer sizes (blocking edges)', () => {
+      for (const [m, n, k] of [[128, 256, 300], [97, 513, 257], [1, 1000, 512], [3, 700, 64]] as const) {
+        for (const transB of [false, true]) {
+          const a = randn(m * k, m + k);
+          const b = randn(k * n, n);
+          const e = new Float32Array(m * n);
+          const g = new Float32Array(m * n);
+          ref.gemm({ m, n, k, a, b, c: e, transB });
+          be.gemm({ m, n, k, a, b, c: g, transB });
+          assertClose(g, e, `gemm ${m}x${n}x${k} transB=${transB}`, 1e-4, 1e-4);
+        }
+      }
+    });
+
+    test('matvec, plain and accumulating, with a weight offset', () => {
+      for (const n of SIZES) {
+        for (const k of SIZES) {
+          const w = randn(n * k + 4, n * 31 + k);
+          const x = randn(k, 7);
+          const y0 = randn(n, 8);
+          for (const acc of [false, true]) {
+            const e = y0.slice();
+            const g = y0.slice();
+            ref.matvec(w, x, e, n, k, 4, acc);
+            be.matvec(w, x, g, n, k, 4, acc);
+            assertClose(g, e, `matvec ${n}x${k} acc=${acc}`, 1e-4, 1e-4);
+          }
+        }
+      }
+    });
+
+    test('rmsnorm forward (in place too) and backward', () => {
+      for (const dim of SIZES) {
+        const rows = 3;
+        const x = randn(rows * dim, dim);
+        const w = randn(dim, dim + 1);
+        const e = new Float32Array(rows * dim);
+        ref.rmsnorm(x, w, e, rows, dim, 1e-5);
+        const g = x.slice();
+        be.rmsnorm(g, w, g, rows, dim, 1e-5);
+        assertClose(g, e, `rmsnorm dim=${dim}`);
+        const dy = randn(rows * dim, 3);
+        const [dxE, dwE] = [new Float32Array(rows * dim), randn(dim, 4)];
+        const [dxG, dwG] = [new Float32Array(rows * dim), dwE.slice()];
+        ref.rmsnormBackward(x, w, dy, dxE, dwE, rows, dim, 1e-5);
+        be.rmsnormBackward(x, w, dy, dxG, dwG, rows, dim, 1e-5);
+        assertClose(dxG, dxE, `rmsnormBackward dx dim=${dim}`, 1e-4, 1e-5);
+        assertClose(dwG, dwE, `rmsnormBackward dw dim=${dim}`, 1e-4, 1e-5);
+      }
+    });
+
+    test('rope: both conventions, forward and inverse', () => {
+      const { cos, sin } = ropeTables(300, 128);
+      for (const style of ['interleaved', 'half'] as RopeStyle[]) {
+        for (const headDim of [2, 8, 64, 128]) {
+          const { cos: c2, sin: s2 } = headDim === 128 ? { cos, sin } : ropeTables(300, headDim, 500);
+          const nTok = 7;
+          const nHeads = 3;
+          const x = randn(nTok * nHeads * headDim, headDim);
+          const pos = Int32Array.of(0, 1, 2, 5, 63, 64, 299);
+          const e = x.slice();
+          const g = x.slice();
+          ref.rope(e, nTok, nHeads, headDim, pos, c2, s2, style);
+          be.rope(g, nTok, nHeads, headDim, pos, c2, s2, style);
+          assertClose(g, e, `rope ${style} D=${headDim}`);
+          be.rope(g, nTok, nHeads, headDim, pos, c2, s2, style, true);
+          assertClose(g, x, `rope inverse ${style} D=${headDim}`, 1e-5, 1e-5);
+        }
+      }
+    });
+
+    test('attention: prefill, decode with a cache stride, GQA, probs on and off', () => {
+      const cases = [
+        { batch: 1, tq: 1, s: 1, nHeads: 1, nKvHeads: 1, headDim: 8, qPos0: 0, cap: 1 },
+        { batch: 2, tq: 7, s: 7, nHeads: 4, nKvHeads: 2, headDim: 16, qPos0: 0, cap: 7 },
+        { batch: 1, tq: 65, s: 65, nHeads: 8, nKvHeads: 4, headDim: 8, qPos0: 0, cap: 65 },
+        { batch: 2, tq: 1, s: 63, nHeads: 6, nKvHeads: 2, headDim: 64, qPos0: 62, cap: 100 },
+        { batch: 1, tq: 5, s: 129, nHeads: 4, nKvHeads: 1, headDim: 32, qPos0: 124, cap: 129 },
+        { batch: 1, tq: 129, s: 129, nHeads: 2, nKvHeads: 2, headDim: 64, qPos0: 0, cap: 140 },
+      ];
+      let seed = 100;
+      for (const c of cases) {
+        const { batch, tq, s, nHeads, nKvHeads, headDim, cap } = c;
+        const q = randn(batch * tq * nHeads * headDim, seed++, -2, 2);
+        const k = randn(batch * cap * nKvHeads * headDim, seed++, -2, 2);
+        const v = randn(batch * cap * nKvHeads * headDim, seed++);
+        const p = { ...c, q, k, v, scale: 1 / Math.sqrt(headDim), kvBatchStride: cap * nKvHeads * headDim };
+        const oE = new Float32Array(q.length);
+        const pE = new Float32Array(batch * nHeads * tq * s);
+        ref.attention({ ...p, out: oE, probs: pE });
+        const oG = new Float32Array(q.length);
+        be.attention({ ...p, out: oG });
+        assertClose(oG, oE, `attention out ${JSON.stringify(c)}`, 1e-4, 1e-5);
+        const oG2 = new Float32Array(q.length);
+        const pG = new Float32Array(pE.length).fill(NaN);
+        be.attention({ ...p, out: oG2, probs: pG });
+        assertClose(oG2, oE, `attention out (probs on) ${JSON.stringify(c)}`, 1e-4, 1e-5);
+        assertClose(pG, pE, `attention probs ${JSON.stringify(c)}`, 1e-4, 1e-6);
+        const oP = new Float32Array(q.length);
+        be.probsTimesV({ ...p, probs: pE, out: oP });
+        assertClose(oP, oE, `probsTimesV ${JSON.stringify(c)}`, 1e-4, 1e-5);
+      }
+    });
+
+    test('attention and probsTimesV backward', () => {
+      for (const c of [
+        { batch: 1, tq: 5, s: 5, nHeads: 2, nKvHeads: 1, headDim: 4 },
+        { batch: 2, tq: 33, s: 33, nHeads: 4, nKvHeads: 2, headDim: 16 },
+      ]) {
+        const { batch, tq, s, nHeads, nKvHeads, headDim } = c;
+        const q = randn(batch * tq * nHeads * headDim, 1);
+        const k = randn(batch * s * nKvHeads * headDim, 2);
+        const v = randn(batch * s * nKvHeads * headDim, 3);
+        const probs = new Float32Array(batch * nHeads * tq * s);
+        const scale = 1 / Math.sqrt(headDim);
+        ref.attention({ ...c, q, k, v, out: new Float32Array(q.length), probs, qPos0: 0, scale });
+        const dout = randn(q.length, 4);
+        const dProbsExtra = randn(probs.length, 5);
+        const mk = () => ({ dq: new Float32Array(q.length), dk: new Float32Array(k.length), dv: new Float32Array(v.length) });
+        const e = mk();
+        const g = mk();
+        ref.attentionBackward({ ...c, q, k, v, probs, dout, scale, dProbsExtra, ...e });
+        be.attentionBackward({ ...c, q, k, v, probs, dout, scale, dProbsExtra, ...g });
+        assertClose(g.dq, e.dq, 'dq', 1e-4, 1e-5);
+        assertClose(g.dk, e.dk, 'dk', 1e-4, 1e-5);
+        assertClose(g.dv, e.dv, 'dv', 1e-4, 1e-5);
+        const pe = { dProbs: new Float32Array(probs.length), dv: new Float32Array(v.length) };
+        const pg = { dProbs: new Float32Array(probs.length), dv: new Float32Array(v.length) };
+        ref.probsTimesVBackward({ ...c, probs, v, dout, ...pe });
+        be.probsTimesVBackward({ ...c, probs, v, dout, ...pg });
+        assertClose(pg.dProbs, pe.dProbs, 'dProbs', 1e-4, 1e-5);
+        assertClose(pg.dv, pe.dv, 'dv (probsTimesV)', 1e-4, 1e-5);
+      }
+    });
+
+    test('softmax (causal offsets), softmaxBackward, logSoftmax, crossEntropy', () => {
+      for (const cols of SIZES) {
+        const rows = 4;
+        const x = randn(rows * cols, cols, -8, 8);
+        for (const off of [undefined, 0, -1, 3]) {
+          const e = new Float32Array(x.length);
+          const g = x.slice();
+          ref.softmax(x, e, rows, cols, off);
+          be.softmax(g, g, rows, cols, off);
+          assertClose(g, e, `softmax cols=${cols} off=${off}`, 1e-5, 1e-7);
+        }
+        const p = new Float32Array(x.length);
+        ref.softmax(x, p, rows, cols);
+        const dp = randn(x.length, 9);
+        const dxE = new Float32Array(x.length);
+        const dxG = new Float32Array(x.length);
+        ref.softmaxBackward(p, dp, dxE, rows, cols);
+        be.softmaxBackward(p, dp, dxG, rows, cols);
+        assertClose(dxG, dxE, `softmaxBackward cols=${cols}`, 1e-4, 1e-6);
+        const lE = new Float32Array(x.length);
+        const lG = new Float32Array(x.length);
+        ref.logSoftmax(x, lE, rows, cols);
+        be.logSoftmax(x, lG, rows, cols);
+        assertClose(lG, lE, `logSoftmax cols=${cols}`, 1e-5, 1e-5);
+        const targets = randInts(rows, cols, cols);
+        targets[1] = -100;
+        const [lossE, lossG] = [new Float32Array(rows), new Float32Array(rows)];
+        const dE = new Float32Array(x.length);
+        const dG = x.slice();
+        ref.crossEntropy(x, targets, lossE, rows, cols, dE, 0.25);
+        be.crossEntropy(dG, targets, lossG, rows, cols, dG, 0.25); // dlogits aliasing logits
+        assertClose(lossG, lossE, `crossEntropy loss cols=${cols}`, 1e-5, 1e-5);
+        assertClose(dG, dE, `crossEntropy grad cols=${cols}`, 1e-5, 1e-6);
+      }
+    });
+
+    test('elementwise: siluMul (+backward), add, mul, axpy', () => {
+      for (const n of [...SIZES, 1000]) {
+        const a = randn(n, n, -6, 6);
+        const b = randn(n, n + 1);
+        const e = new Float32Array(n);
+        const g = new Float32Array(n);
+        ref.siluMul(a, b, e, n);
+        be.siluMul(a, b, g, n);
+        assertClose(g, e, `siluMul n=${n}`);
+        const dout = randn(n, 3);
+        const [dgE, duE, dgG, duG] = [0, 0, 0, 0].map(() => new Float32Array(n));
+        ref.siluMulBackward(a, b, dout, dgE, duE, n);
+        be.siluMulBackward(a, b, dout, dgG, duG, n);
+        assertClose(dgG, dgE, `siluMulBackward dgate n=${n}`);
+        assertClose(duG, duE, `siluMulBackward dup n=${n}`);
+        ref.add(a, b, e, n);
+        be.add(a, b, g, n);
+        assertClose(g, e, 'add');
+        ref.mul(a, b, e, n);
+        be.mul(a, b, g, n);
+        assertClose(g, e, 'mul');
+        const yE = b.slice();
+        const yG = b.slice();
+        ref.axpy(-0.5, a, yE, n);
+        be.axpy(-0.5, a, yG, n);
+        assertClose(yG, yE, 'axpy');
+      }
+    });
+
+    test('embedding gather and scatter-add backward', () => {
+      const [vocab, dim] = [50, 65];
+      const table = randn(vocab * dim, 1);
+      const ids = Int32Array.of(3, 0, 49, 3, 7);
+      const e = new Float32Array(ids.length * dim);
+      const g = new Float32Array(ids.length * dim);
+      ref.embedding(table, ids, e, vocab, dim);
+      be.embedding(table, ids, g, vocab, dim);
+      assert.deepEqual(g, e);
+      const dOut = randn(ids.length * dim, 2);
+      const dE = randn(vocab * dim, 3);
+      const dG = dE.slice();
+      ref.embeddingBackward(dOut, ids, dE, vocab, dim);
+      be.embeddingBackward(dOut, ids, dG, vocab, dim);
+      assertClose(dG, dE, 'embeddingBackward');
+    });
+
+    test('NaN and Inf propagate', () => {
+      const a = Float32Array.of(1, NaN, 2, 3);
+      const b = Float32Array.of(1, 1, 1, 1);
+      const c = new Float32Array(4);
+      be.gemm({ m: 2, n: 2, k: 2, a, b, c });
+      assert.ok(Number.isNaN(c[0]) && Number.isNaN(c[1]), 'gemm row with NaN is NaN');
+      assert.equal(c[2], 5);
+      const sm = new Float32Array(4);
+      be.softmax(Float32Array.of(1, NaN, 0, -Infinity), sm, 2, 2);
+      assert.ok(Number.isNaN(sm[0]) && Number.isNaN(sm[1]), 'softmax row with NaN is NaN');
+      assert.deepEqual([...sm.subarray(2)], [1, 0]);
+      const y = new Float32Array(2);
+      be.rmsnorm(Float32Array.of(Infinity, 1), Float32Array.of(1, 1), y, 1, 2, 1e-5);
+      assert.ok(Number.isNaN(y[0]) || !Number.isFinite(y[0]));
+      const s = new Float32Array(2);
+      be.siluMul(Float32Array.of(NaN, 1), Float32Array.of(1, Infinity), s, 2);
+      assert.ok(Number.isNaN(s[0]));
+      assert.equal(s[1], Infinity);
+      const q = Float32Array.of(NaN, 0);
+      const kv = Float32Array.of(1, 1, 2, 2);
+      const out = new Float32Array(2);
+      be.attention({ q, k: kv, v: kv, out, batch: 1, tq: 1, s: 2, nHeads: 1, nKvHeads: 1, headDim: 2, qPos0: 1, scale: 1 });
+      assert.ok(Number.isNaN(out[0]), 'attention with NaN query is NaN');
+    });
+
+    test('bad shapes and dtypes give typed errors naming the op', () => {
+      const f = new Float32Array(4);
+      assert.throws(() => be.gemm({ m: 3, n: 2, k: 2, a: f, b: f, c: f }), (e: unknown) => e instanceof ShapeError && /gemm/.test(e.message) && /m=3/.test(e.message));
+      assert.throws(() => be.matvec(f, f, f, 2, 3), (e: unknown) => e instanceof ShapeError && /matvec/.test(e.message));
+      assert.throws(() => be.rmsnorm(f, f, new Float32Array(2), 2, 2, 1e-5), ShapeError);
+      assert.throws(() => be.add(f, new Int32Array(4) as unknown as Float32Array, f, 4), DTypeError);
+      assert.throws(() => be.embedding(f, Int32Array.of(2), f, 2, 2), (e: unknown) => e instanceof ShapeError && /token id 2/.test(e.message));
+      assert.throws(() => be.crossEntropy(f, Int32Array.of(5), new Float32Array(1), 1, 4), (e: unknown) => e instanceof ShapeError && /target 5/.test(e.message));
+      assert.throws(() => be.attention({ q: f, k: f, v: f, out: f, batch: 1, tq: 1, s: 1, nHeads: 3, nKvHeads: 2, headDim: 4, qPos0: 0, scale: 1 }), /multiple of nKvHeads/);
+      assert.throws(() => be.rope(f, 1, 1, 4, Int32Array.of(9), f, f, 'half'), (e: unknown) => e instanceof ShapeError && /position 9/.test(e.message));
+      assert.throws(() => be.gemm({ m: -1, n: 2, k: 2, a: f, b: f, c: f }), ShapeError);
+    });
+  });
+}
+
+describe('reference backward kernels match finite differences', () => {
+  // Central differences in float64 over a loss L = Σ r ⊙ f(x), with f evaluated by the reference kernel.
+  function fd(f: (x: Float32Array) => Float32Array, x: Float32Array, r: Float32Array, h = 1e-2): Float64Array {
+    const g = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const xp = x.slice();
+      const xm = x.slice();
+      xp[i] += h;
+      xm[i] -= h;
+      const fp = f(xp);
+      const fm = f(xm);
+      let s = 0;
+      for (let j = 0; j < r.length; j++) s += r[j] * (fp[j] - fm[j]);
+      g[i] = s / (2 * h);
+    }
+    return g;
+  }
+
+  test('rmsnorm', () => {
+    const [rows, dim] = [2, 5];
+    const x = randn(rows * dim, 1);
+    const w = randn(dim, 2);
+    const r = randn(rows * dim, 3);
+    const dx = new Float32Array(x.length);
+    const dw = new Float32Array(dim);
+    ref.rmsnormBackward(x, w, r, dx, dw, rows, dim, 1e-5);
+    const fwd = (xx: Float32Array, ww: Float32Array) => {
+      const y = new Float32Array(rows * dim);
+      ref.rmsnorm(xx, ww, y, rows, dim, 1e-5);
+      return y;
+    };
+    assertClose(dx, fd((xx) => fwd(xx, w), x, r), 'dx', 1e-2, 2e-3);
+    assertClose(dw, fd((ww) => fwd(x, ww), w, r), 'dw', 1e-2, 2e-3);
+  });
+
+  test('siluMul', () => {
+    const n = 6;
+    const g = randn(n, 1, -3, 3);
+    const u = randn(n, 2);
+    const r = randn(n, 3);
+    const dg = new Float32Array(n);
+    const du = new Float32Array(n);
+    ref.siluMulBackward(g, u, r, dg, du, n);
+    const fwd = (gg: Float32Array, uu: Float32Array) => {
+      const y = new Float32Array(n);
+      ref.siluMul(gg, uu, y, n);
+      return y;
+    };
+    assertClose(dg, fd((gg) => fwd(gg, u), g, r), 'dgate', 1e-2, 2e-3);
+    assertClose(du, fd((uu) => fwd(g, uu), u, r), 'dup', 1e-2, 2e-3);
+  });
+
+  test('attention (q, k, v) and probsTimesV (probs)', () => {
+    const c = { batch: 1, tq: 4, s: 4, nHeads: 2, nKvHeads: 1, headDim: 3, qPos0: 0, scale: 0.7 };
+    const q = randn(c.tq * c.nHeads * c.headDim, 1);
+    const k = randn(c.s * c.headDim, 2);
+    const v = randn(c.s * c.headDim, 3);
+    const r = randn(q.length, 4);
+    const fwd = (qq: Float32Array, kk: Float32Array, vv: Float32Array) => {
+      const out = new Float32Array(q.length);
+      ref.attention({ ...c, q: qq, k: kk, v: vv, out });
+      return out;
+    };
+    const probs = new Float32Array(c.nHeads * c.tq * c.s);
+    ref.attention({ ...c, q, k, v, out: new Float32Array(q.length), probs });
+    const grads = { dq: new Float32Array(q.length), dk: new Float32Array(k.length), dv: new Float32Array(v.length) };
+    ref.attentionBackward({ ...c, q, k, v, probs, dout: r, ...grads });
+    assertClose(grads.dq, fd((x) => fwd(x, k, v), q, r), 'dq', 1e-2, 2e-3);
+    assertClose(grads.dk, fd((x) => fwd(q, x, v), k, r), 'dk', 1e-2, 2e-3);
+    assertClose(grads.dv, fd((x) => fwd(q, k, x), v, r), 'dv', 1e-2, 2e-3);
+    const dProbs = new Float32Array(probs.length);
+    ref.probsTimesVBackward({ ...c, probs, v, dout: r, dProbs, dv: new Float32Array(v.length) });
+    const pv = (pp: Float32Array) => {
+      const out = new Float32Array(q.length);
+      ref.probsTimesV({ ...c, probs: pp, v, out });
+      return out;
+    };
+    assertClose(dProbs, fd(pv, probs, r), 'dProbs', 1e-2, 2e-3);
+  });
+
+  test('crossEntropy gradient', () => {
+    const [rows, cols] = [3, 5];
+    const x = randn(rows * cols, 1, -2, 2);
+    const t = Int32Array.of(0, 4, 2);
+    const d = new Float32Array(x.length);
+    ref.crossEntropy(x, t, new Float32Array(rows), rows, cols, d, 1);
+    const ones = new Float32Array(rows).fill(1);
+    const loss = (xx: Float32Array) => {
+      const l = new Float32Array(rows);
+      ref.crossEntropy(xx, t, l, rows, cols);
+      return l;
+    };
+    assertClose(d, fd(loss, x, ones), 'dlogits', 1e-2, 2e-3);
+  });
+});
