@@ -97,3 +97,10 @@ export class Tensor {
     return `Tensor${shapeToString(this.shape)}`;
   }
 }
+
+/** A tensor as stored in a checkpoint: f32 data, or raw f16/bf16 bits in a Uint16Array. */
+export interface StoredTensor {
+  dtype: import('./dtype.js').DType;
+  shape: number[];
+  data: Float32Array | Uint16Array;
+}

@@ -1,0 +1,30 @@
+/** Parsing helpers for CLI flags: every bad value becomes an OptionError naming the flag. */
+import { OptionError } from '../errors.js';
+import { getBackend, type BackendName } from '../backend/index.js';
+import type { Backend } from '../backend/backend.js';
+
+export function intOption(flag: string, min = 0) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) throw new OptionError(flag, `expected an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+export function floatOption(flag: string, min = -Infinity) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min) throw new OptionError(flag, `expected a number >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+/** Apply `--backend` / `--threads` and return the backend to use. */
+export function backendFromOptions(opts: { backend?: string; threads?: number }): Backend {
+  if (opts.backend !== undefined && opts.backend !== 'native' && opts.backend !== 'reference') {
+    throw new OptionError('--backend', `expected 'native' or 'reference', got '${opts.backend}'`);
+  }
+  const be = getBackend(opts.backend as BackendName | undefined);
+  if (opts.threads !== undefined) be.setThreads(opts.threads);
+  return be;
+}

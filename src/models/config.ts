@@ -1,0 +1,392 @@
+/**
+ * Model config: Hugging Face `config.json` → a typed {@link RawConfig} → a frozen, validated {@link LlamaConfig}.
+ * Two steps so that type errors (field has the wrong JSON type) and semantic ones (a value we do not
+ * implement) are reported separately, each naming the file and field.
+ */
+import { ConfigError, UnsupportedError } from '../io/errors.js';
+import { isPlainObject } from '../io/fsutil.js';
+
+export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
+/** 'half': HF rotate-half pairs (x[i], x[i+d/2]); 'interleaved': llama2.c / Meta adjacent pairs (x[2i], x[2i+1]). */
+export type RopeStyle = 'half' | 'interleaved';
+export type RopeScaling =
+  | null
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
+  | { type: 'linear'; factor: number };
+
+export interface LlamaConfig {
+  architecture: Architecture;
+  modelType: string;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections have biases (Qwen2). o_proj never has one. */
+  attentionBias: boolean;
+  /** Always false: MLP biases are rejected as unsupported. */
+  mlpBias: boolean;
+  ropeStyle: RopeStyle;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  slidingWindow: number | null;
+  hiddenAct: 'silu';
+  torchDtype: string | null;
+  /** config.json keys this module does not interpret, kept verbatim so they survive a round trip. */
+  extra: Record<string, unknown>;
+}
+
+/** The config.json fields we read, type-checked; `null` means absent (or JSON null). */
+export interface RawConfig {
+  architectures: string[] | null;
+  model_type: string | null;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number | null;
+  head_dim: number | null;
+  vocab_size: number;
+  max_position_embeddings: number | null;
+  rms_norm_eps: number | null;
+  rope_theta: number | null;
+  rope_scaling: Record<string, unknown> | null;
+  tie_word_embeddings: boolean | null;
+  attention_bias: boolean | null;
+  mlp_bias: boolean | null;
+  bos_token_id: number | null;
+  eos_token_id: number[] | null;
+  sliding_window: number | null;
+  use_sliding_window: boolean | null;
+  hidden_act: string | null;
+  torch_dtype: string | null;
+  partial_rotary_factor: number | null;
+  rope_interleaved: boolean | null;
+  extra: Record<string, unknown>;
+}
+
+const KNOWN = new Set([
+  'architectures', 'model_type', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+  'num_key_value_heads', 'head_dim', 'vocab_size', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta',
+  'rope_scaling', 'rope_parameters', 'tie_word_embeddings', 'attention_bias', 'mlp_bias', 'bos_token_id', 'eos_token_id',
+  'sliding_window', 'use_sliding_window', 'hidden_act', 'torch_dtype', 'dtype', 'partial_rotary_factor', 'rope_interleaved',
+]);
+
+/** Field readers: each throws a ConfigError naming file and field. */
+class Fields {
+  constructor(readonly file: string, readonly o: Record<string, unknown>) {}
+  private get(k: string): unknown {
+    return this.o[k] ?? null;
+  }
+  int(k: string, min = 1): number | null {
+    const v = this.get(k);
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new ConfigError(this.file, k, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    return v;
+  }
+  reqInt(k: string): number {
+    const v = this.int(k);
+    if (v === null) throw new ConfigError(this.file, k, 'is required');
+    return v;
+  }
+  num(k: string): number | null {
+    const v = this.get(k);
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(this.file, k, `must be a positive number, got ${JSON.stringify(v)}`);
+    return v;
+  }
+  bool(k: string): boolean | null {
+    const v = this.get(k);
+    if (v === null) return null;
+    if (typeof v !== 'boolean') throw new ConfigError(this.file, k, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+  str(k: string): string | null {
+    const v = this.get(k);
+    if (v === null) return null;
+    if (typeof v !== 'string') throw new ConfigError(this.file, k, `must be a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+  obj(k: string): Record<string, unknown> | null {
+    const v = this.get(k);
+    if (v === null) return null;
+    if (!isPlainObject(v)) throw new ConfigError(this.file, k, `must be an object or null, got ${JSON.stringify(v)}`);
+    return v;
+  }
+  intList(k: string): number[] | null {
+    const v = this.get(k);
+    if (v === null) return null;
+    const list = Array.isArray(v) ? v : [v];
+    if (!list.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) {
+      throw new ConfigError(this.file, k, `must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
+    }
+    return list as number[];
+  }
+}
+
+/**
+ * Step 1: type-check the fields of a parsed config.json.
+ *
+ * @example
+ * const raw = parseRawConfig(JSON.parse(fs.readFileSync(file, 'utf8')), file);
+ */
+export function parseRawConfig(json: unknown, file: string): RawConfig {
+  if (!isPlainObject(json)) throw new ConfigError(file, '(root)', 'must be a JSON object');
+  const f = new Fields(file, json);
+  const archs = json.architectures ?? null;
+  if (archs !== null && (!Array.isArray(archs) || !archs.every((a) => typeof a === 'string'))) {
+    throw new ConfigError(file, 'architectures', `must be a list of strings, got ${JSON.stringify(archs)}`);
+  }
+  // transformers v5 moves rope_theta (and scaling) into rope_parameters; accept either spelling.
+  const ropeParams = f.obj('rope_parameters');
+  const scaling = f.obj('rope_scaling') ?? ropeParams;
+  let ropeTheta = f.num('rope_theta');
+  if (ropeTheta === null && ropeParams) ropeTheta = new Fields(file, ropeParams).num('rope_theta');
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(json)) if (!KNOWN.has(k)) extra[k] = v;
+  return {
+    architectures: archs as string[] | null,
+    model_type: f.str('model_type'),
+    hidden_size: f.reqInt('hidden_size'),
+    intermediate_size: f.reqInt('intermediate_size'),
+    num_hidden_layers: f.reqInt('num_hidden_layers'),
+    num_attention_heads: f.reqInt('num_attention_heads'),
+    num_key_value_heads: f.int('num_key_value_heads'),
+    head_dim: f.int('head_dim'),
+    vocab_size: f.reqInt('vocab_size'),
+    max_position_embeddings: f.int('max_position_embeddings'),
+    rms_norm_eps: f.num('rms_norm_eps'),
+    rope_theta: ropeTheta,
+    rope_scaling: scaling,
+    tie_word_embeddings: f.bool('tie_word_embeddings'),
+    attention_bias: f.bool('attention_bias'),
+    mlp_bias: f.bool('mlp_bias'),
+    bos_token_id: f.int('bos_token_id', 0),
+    eos_token_id: f.intList('eos_token_id'),
+    sliding_window: f.int('sliding_window'),
+    use_sliding_window: f.bool('use_sliding_window'),
+    hidden_act: f.str('hidden_act'),
+    torch_dtype: f.str('torch_dtype') ?? f.str('dtype'),
+    partial_rotary_factor: f.num('partial_rotary_factor'),
+    rope_interleaved: f.bool('rope_interleaved'),
+    extra,
+  };
+}
+
+const ARCH_BY_MODEL_TYPE: Readonly<Record<string, Architecture>> = {
+  llama: 'LlamaForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+};
+
+function resolveArchitecture(raw: RawConfig, file: string): Architecture {
+  const arch = raw.architectures?.[0];
+  if (arch !== undefined) {
+    if (Object.values(ARCH_BY_MODEL_TYPE).includes(arch as Architecture)) return arch as Architecture;
+    throw new UnsupportedError(file, 'architectures', raw.architectures, 'supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM');
+  }
+  const byType = raw.model_type ? ARCH_BY_MODEL_TYPE[raw.model_type] : undefined;
+  if (byType) return byType;
+  throw new UnsupportedError(file, 'model_type', raw.model_type, 'no architectures field and model_type is not llama, mistral or qwen2');
+}
+
+function resolveRopeScaling(s: Record<string, unknown> | null, file: string): RopeScaling {
+  if (s === null) return null;
+  const type = s.rope_type ?? s.type ?? 'default';
+  const f = new Fields(file, s);
+  const need = (k: string): number => {
+    const v = f.num(k);
+    if (v === null) throw new ConfigError(file, `rope_scaling.${k}`, 'is required');
+    return v;
+  };
+  if (type === 'default') return null;
+  if (type === 'linear') return { type: 'linear', factor: need('factor') };
+  if (type === 'llama3') {
+    return {
+      type: 'llama3',
+      factor: need('factor'),
+      lowFreqFactor: need('low_freq_factor'),
+      highFreqFactor: need('high_freq_factor'),
+      originalMaxPositions: need('original_max_position_embeddings'),
+    };
+  }
+  throw new UnsupportedError(file, 'rope_scaling.rope_type', type, 'supported: llama3, linear, or no scaling');
+}
+
+/**
+ * Step 2: apply HF defaults, derive fields and reject what echoatt does not implement.
+ *
+ * @example
+ * const cfg = resolveConfig(parseRawConfig(json, 'config.json'), 'config.json');
+ * cfg.headDim; // 64
+ */
+export function resolveConfig(raw: RawConfig, file: string): Readonly<LlamaConfig> {
+  const architecture = resolveArchitecture(raw, file);
+  const isQwen = architecture === 'Qwen2ForCausalLM';
+  const numHeads = raw.num_attention_heads;
+  const numKvHeads = raw.num_key_value_heads ?? numHeads;
+  if (numHeads % numKvHeads !== 0) {
+    throw new UnsupportedError(file, 'num_key_value_heads', numKvHeads, `num_attention_heads ${numHeads} is not a multiple of it`);
+  }
+  if (raw.head_dim === null && raw.hidden_size % numHeads !== 0) {
+    throw new UnsupportedError(file, 'hidden_size', raw.hidden_size, `not divisible by num_attention_heads ${numHeads} and no head_dim given`);
+  }
+  const headDim = raw.head_dim ?? raw.hidden_size / numHeads;
+  if (headDim % 2 !== 0) throw new UnsupportedError(file, 'head_dim', headDim, 'RoPE needs an even head dimension');
+  if (raw.partial_rotary_factor !== null && raw.partial_rotary_factor !== 1) {
+    throw new UnsupportedError(file, 'partial_rotary_factor', raw.partial_rotary_factor, 'only full rotary embeddings are implemented');
+  }
+  const act = raw.hidden_act ?? 'silu';
+  if (act !== 'silu' && act !== 'swish') throw new UnsupportedError(file, 'hidden_act', act, 'only silu is implemented');
+  if (raw.mlp_bias) throw new UnsupportedError(file, 'mlp_bias', true, 'MLP biases are not implemented');
+  if (!isQwen && raw.attention_bias) {
+    throw new UnsupportedError(file, 'attention_bias', true, `${architecture} would also add an o_proj bias, which is not implemented`);
+  }
+  const extra = { ...raw.extra };
+  let slidingWindow: number | null = null;
+  if (architecture === 'MistralForCausalLM') slidingWindow = raw.sliding_window;
+  else if (isQwen && raw.use_sliding_window) {
+    throw new UnsupportedError(file, 'use_sliding_window', true, 'Qwen2 per-layer sliding window is not implemented');
+  } else if (raw.sliding_window !== null) {
+    // Present but inactive (Qwen2 with use_sliding_window false): keep it for the round trip only.
+    extra.sliding_window = raw.sliding_window;
+    if (raw.use_sliding_window !== null) extra.use_sliding_window = raw.use_sliding_window;
+  }
+  const modelType = raw.model_type ?? Object.keys(ARCH_BY_MODEL_TYPE).find((k) => ARCH_BY_MODEL_TYPE[k] === architecture) ?? 'llama';
+  const cfg: LlamaConfig = {
+    architecture,
+    modelType,
+    hiddenSize: raw.hidden_size,
+    intermediateSize: raw.intermediate_size,
+    numLayers: raw.num_hidden_layers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: raw.vocab_size,
+    maxPositions: raw.max_position_embeddings ?? 2048,
+    rmsNormEps: raw.rms_norm_eps ?? 1e-6,
+    ropeTheta: raw.rope_theta ?? 10000,
+    ropeScaling: resolveRopeScaling(raw.rope_scaling, file),
+    tieWordEmbeddings: raw.tie_word_embeddings ?? false,
+    attentionBias: isQwen,
+    mlpBias: false,
+    ropeStyle: raw.rope_interleaved ? 'interleaved' : 'half',
+    bosTokenId: raw.bos_token_id,
+    eosTokenIds: raw.eos_token_id ?? [],
+    slidingWindow,
+    hiddenAct: 'silu',
+    torchDtype: raw.torch_dtype,
+    extra,
+  };
+  return freezeConfig(cfg);
+}
+
+function freezeConfig(cfg: LlamaConfig): Readonly<LlamaConfig> {
+  Object.freeze(cfg.eosTokenIds);
+  if (cfg.ropeScaling) Object.freeze(cfg.ropeScaling);
+  Object.freeze(cfg.extra);
+  return Object.freeze(cfg);
+}
+
+/**
+ * Back to a config.json object (HF field names). `extra` keys come last and never override ours.
+ *
+ * @example
+ * fs.writeFileSync('config.json', JSON.stringify(configToHfJson(cfg), null, 2));
+ */
+export function configToHfJson(cfg: Readonly<LlamaConfig>): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    architectures: [cfg.architecture],
+    model_type: cfg.modelType,
+    hidden_size: cfg.hiddenSize,
+    intermediate_size: cfg.intermediateSize,
+    num_hidden_layers: cfg.numLayers,
+    num_attention_heads: cfg.numHeads,
+    num_key_value_heads: cfg.numKvHeads,
+    head_dim: cfg.headDim,
+    vocab_size: cfg.vocabSize,
+    max_position_embeddings: cfg.maxPositions,
+    rms_norm_eps: cfg.rmsNormEps,
+    rope_theta: cfg.ropeTheta,
+    rope_scaling: ropeScalingToHf(cfg.ropeScaling),
+    tie_word_embeddings: cfg.tieWordEmbeddings,
+    hidden_act: cfg.hiddenAct,
+    bos_token_id: cfg.bosTokenId,
+    eos_token_id: cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : [...cfg.eosTokenIds],
+    torch_dtype: cfg.torchDtype,
+  };
+  if (cfg.architecture === 'LlamaForCausalLM') Object.assign(out, { attention_bias: false, mlp_bias: false });
+  if (cfg.architecture === 'MistralForCausalLM') out.sliding_window = cfg.slidingWindow;
+  if (cfg.ropeStyle === 'interleaved') out.rope_interleaved = true;
+  for (const [k, v] of Object.entries(cfg.extra)) if (!Object.hasOwn(out, k)) out[k] = v;
+  return out;
+}
+
+function ropeScalingToHf(s: RopeScaling): Record<string, unknown> | null {
+  if (s === null) return null;
+  if (s.type === 'linear') return { rope_type: 'linear', factor: s.factor };
+  return {
+    rope_type: 'llama3',
+    factor: s.factor,
+    low_freq_factor: s.lowFreqFactor,
+    high_freq_factor: s.highFreqFactor,
+    original_max_position_embeddings: s.originalMaxPositions,
+  };
+}
+
+/** The 7 int32 of a llama2.c (version 0) checkpoint header. `vocabSize < 0` means an untied classifier follows. */
+export interface Llama2cHeader {
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  vocabSize: number;
+  seqLen: number;
+}
+
+/**
+ * Resolved config for a llama2.c checkpoint (values run.c hard-codes: eps 1e-5, theta 10000, BOS 1, EOS 2).
+ *
+ * @example
+ * llama2cConfig({ dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512 });
+ */
+export function llama2cConfig(h: Llama2cHeader): Readonly<LlamaConfig> {
+  return freezeConfig({
+    architecture: 'LlamaForCausalLM',
+    modelType: 'llama',
+    hiddenSize: h.dim,
+    intermediateSize: h.hiddenDim,
+    numLayers: h.nLayers,
+    numHeads: h.nHeads,
+    numKvHeads: h.nKvHeads,
+    headDim: h.dim / h.nHeads,
+    vocabSize: Math.abs(h.vocabSize),
+    maxPositions: h.seqLen,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: null,
+    tieWordEmbeddings: h.vocabSize > 0,
+    attentionBias: false,
+    mlpBias: false,
+    ropeStyle: 'interleaved',
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    slidingWindow: null,
+    hiddenAct: 'silu',
+    torchDtype: 'float32',
+    extra: {},
+  });
+}
+
+/** Read a config.json file into a resolved config (both steps). */
+export function configFromJson(json: unknown, file: string): Readonly<LlamaConfig> {
+  return resolveConfig(parseRawConfig(json, file), file);
+}

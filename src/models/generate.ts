@@ -1,0 +1,106 @@
+/**
+ * Text generation with a KV cache, streaming each piece as soon as its token is chosen.
+ * The loop follows llama2.c's run.c: the prompt is encoded with BOS, its pieces are printed as they are consumed,
+ * generation stops at EOS (and at BOS for llama2.c models, which separate stories with it), and `steps` bounds the
+ * total sequence length. The prompt is prefilled in one batched forward pass rather than token by token.
+ *
+ * @example
+ * ```ts
+ * const out = generate(model, tokenizer, { prompt: 'Once upon a time', maxTokens: 50, temperature: 0 },
+ *   (bytes) => process.stdout.write(bytes));
+ * console.error(out.decodeTokensPerSecond);
+ * ```
+ */
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { Sampler, type SamplerOptions } from './sampler.js';
+import type { KVCache } from './kvcache.js';
+import { OptionError } from '../errors.js';
+
+/** What a model must offer to be generated from (the Llama model and sharing students both do). */
+export interface CausalLM {
+  readonly config: { readonly vocabSize: number; readonly maxPositions: number };
+  newCache(batch: number, capacity: number): KVCache;
+  forward(ids: Int32Array, opts: { cache?: KVCache; lastOnly?: boolean }): Float32Array;
+}
+
+export interface GenerateOptions extends SamplerOptions {
+  prompt?: string;
+  /** Maximum number of new tokens. Default 256. */
+  maxTokens?: number;
+  /** Bound on the total sequence length, prompt included (run.c's `-n`). Default: the model's context length. */
+  steps?: number;
+  /** Token ids that end generation. Default: the tokenizer's EOS ids. */
+  stopIds?: readonly number[];
+}
+
+export interface GenerateResult {
+  promptTokens: number[];
+  tokens: number[];
+  /** Why generation ended. */
+  stop: 'eos' | 'max-tokens' | 'steps';
+  prefillMs: number;
+  decodeMs: number;
+  /** New tokens per second, excluding the prefill. */
+  decodeTokensPerSecond: number;
+  seed: bigint;
+}
+
+const utf8 = new TextEncoder();
+
+/** Generate from `model`, calling `onPiece` with each piece's raw bytes (prompt pieces included). */
+export function generate(
+  model: CausalLM, tokenizer: Tokenizer, opts: GenerateOptions, onPiece: (bytes: Uint8Array) => void,
+): GenerateResult {
+  const maxTokens = opts.maxTokens ?? 256;
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new OptionError('max-tokens', `must be a non-negative integer, got ${maxTokens}`);
+  const steps = opts.steps ?? model.config.maxPositions;
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new OptionError('steps', `must be a positive integer, got ${steps}`);
+  const sampler = new Sampler(opts);
+  const prompt = tokenizer.encode(opts.prompt ?? '', { bos: true, eos: false });
+  if (prompt.length === 0) throw new OptionError('prompt', 'encodes to no tokens and the tokenizer has no BOS token');
+  const limit = Math.min(steps, model.config.maxPositions);
+  if (prompt.length > limit) throw new OptionError('prompt', `${prompt.length} tokens exceed the ${limit}-token limit`);
+  const stop = new Set(opts.stopIds ?? tokenizer.eosIds);
+  const emit = (prev: number, id: number) => {
+    const p = tokenizer.decodePiece(prev, id);
+    const bytes = typeof p === 'string' ? utf8.encode(p) : p;
+    if (bytes.length) onPiece(bytes);
+  };
+  for (let i = 1; i < prompt.length; i++) emit(prompt[i - 1], prompt[i]);
+
+  const cache = model.newCache(1, Math.min(limit, prompt.length + maxTokens));
+  const t0 = performance.now();
+  let logits = model.forward(Int32Array.from(prompt), { cache, lastOnly: true });
+  const t1 = performance.now();
+  const tokens: number[] = [];
+  let prev = prompt[prompt.length - 1];
+  let reason: GenerateResult['stop'] = 'max-tokens';
+  for (;;) {
+    if (tokens.length >= maxTokens) break;
+    const next = sampler.sample(logits); // logits of position prompt.length + tokens.length - 1
+    if (stop.has(next)) {
+      reason = 'eos';
+      break;
+    }
+    tokens.push(next);
+    emit(prev, next);
+    prev = next;
+    if (tokens.length >= maxTokens) break;
+    if (prompt.length + tokens.length - 1 >= limit) {
+      reason = 'steps'; // as run.c: `steps` positions are run, each yielding one token
+      break;
+    }
+    logits = model.forward(Int32Array.of(next), { cache, lastOnly: true });
+  }
+  const t2 = performance.now();
+  const decoded = Math.max(0, tokens.length - 1); // the first new token came from the prefill
+  return {
+    promptTokens: prompt,
+    tokens,
+    stop: reason,
+    prefillMs: t1 - t0,
+    decodeMs: t2 - t1,
+    decodeTokensPerSecond: decoded > 0 ? (decoded * 1000) / (t2 - t1) : 0,
+    seed: sampler.seed,
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * Key/value cache for incremental decoding. Per layer, keys and values are stored token-major
+ * `(B, capacity, Hkv, D)` so a new token's projection row is copied in without a transpose and attention reads the
+ * cache with `kvBatchStride = capacity · Hkv · D`. A layer may keep V only (shared-attention layers need no K),
+ * or nothing at all; `bytes()` counts what is really allocated.
+ */
+import { ShapeError } from '../errors.js';
+
+export interface LayerCacheSpec {
+  keys: boolean;
+  values: boolean;
+}
+
+export class KVCache {
+  readonly batch: number;
+  readonly capacity: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  /** Per layer: `(B, capacity, Hkv, D)` or null when the layer keeps no keys. */
+  readonly k: (Float32Array | null)[];
+  readonly v: (Float32Array | null)[];
+  /** Number of positions already stored (the same for every batch entry). */
+  length = 0;
+
+  constructor(layers: readonly LayerCacheSpec[], batch: number, capacity: number, nKvHeads: number, headDim: number) {
+    if (!(Number.isInteger(capacity) && capacity > 0)) throw new ShapeError('KVCache', `capacity must be a positive integer, got ${capacity}`);
+    if (!(Number.isInteger(batch) && batch > 0)) throw new ShapeError('KVCache', `batch must be a positive integer, got ${batch}`);
+    this.batch = batch;
+    this.capacity = capacity;
+    this.nKvHeads = nKvHeads;
+    this.headDim = headDim;
+    const n = batch * capacity * nKvHeads * headDim;
+    this.k = layers.map((l) => (l.keys ? new Float32Array(n) : null));
+    this.v = layers.map((l) => (l.values ? new Float32Array(n) : null));
+  }
+
+  /** Elements between batch entries of one layer's buffer. */
+  get batchStride(): number {
+    return this.capacity * this.nKvHeads * this.headDim;
+  }
+
+  /** Bytes actually allocated for keys and values across all layers. */
+  bytes(): number {
+    let total = 0;
+    for (const a of this.k) total += a ? a.byteLength : 0;
+    for (const a of this.v) total += a ? a.byteLength : 0;
+    return total;
+  }
+
+  /** Bytes one more cached token costs (all layers, one batch entry). */
+  bytesPerToken(): number {
+    const row = this.nKvHeads * this.headDim * 4;
+    return (this.k.filter(Boolean).length + this.v.filter(Boolean).length) * row;
+  }
+
+  /**
+   * Copy `t` new rows `(B, t, Hkv·D)` for one layer into positions `length .. length+t-1` (does not advance
+   * `length`; call {@link advance} once all layers are written).
+   */
+  write(buf: Float32Array, src: Float32Array, t: number): void {
+    const row = this.nKvHeads * this.headDim;
+    if (this.length + t > this.capacity) {
+      throw new ShapeError('KVCache.write', `cache full: ${this.length} + ${t} tokens exceed capacity ${this.capacity}`);
+    }
+    for (let b = 0; b < this.batch; b++) {
+      buf.set(src.subarray(b * t * row, (b + 1) * t * row), b * this.batchStride + this.length * row);
+    }
+  }
+
+  advance(t: number): void {
+    this.length += t;
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * Llama-family decoder (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2): prefill over a batch with a causal mask,
+ * incremental decode with a {@link KVCache}, and optional access to every layer's post-softmax attention
+ * probabilities (computed only for the layers that ask, so the normal path materialises no `T × S` matrix).
+ *
+ * Parameter names are Hugging Face's (`model.layers.3.self_attn.q_proj.weight`), so loading and export are lookups.
+ *
+ * @example
+ * ```ts
+ * const { config, weights } = await loadCheckpoint('../shared/models/stories260K/stories260K.bin');
+ * const model = LlamaModel.fromWeights(config, weights);
+ * const cache = model.newCache(1, 256);
+ * const logits = model.forward(Int32Array.of(1), { cache }); // (1, vocab)
+ * ```
+ */
+import type { Backend } from '../backend/backend.js';
+import { getBackend } from '../backend/index.js';
+import type { LlamaConfig } from './config.js';
+import { KVCache, type LayerCacheSpec } from './kvcache.js';
+import { ropeTables, type RopeTables } from './rope.js';
+import { linear, swigluMlp, type MlpParams } from '../nn/layers.js';
+import type { StoredTensor } from '../tensor/tensor.js';
+import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
+import { EchoattError, ShapeError } from '../errors.js';
+
+export interface LlamaLayerParams extends MlpParams {
+  inputNorm: Float32Array; // (dim)
+  wq: Float32Array; // (H·D, dim)
+  wk: Float32Array; // (Hkv·D, dim)
+  wv: Float32Array; // (Hkv·D, dim)
+  wo: Float32Array; // (dim, H·D)
+  bq?: Float32Array;
+  bk?: Float32Array;
+  bv?: Float32Array;
+  postNorm: Float32Array; // (dim)
+}
+
+export interface LlamaParams {
+  embed: Float32Array; // (V, dim)
+  layers: LlamaLayerParams[];
+  norm: Float32Array; // (dim)
+  lmHead: Float32Array; // (V, dim); the same array as `embed` when tied
+}
+
+/** Hugging Face names of one layer's tensors. */
+export function layerTensorNames(i: number) {
+  const p = `model.layers.${i}`;
+  return {
+    inputNorm: `${p}.input_layernorm.weight`,
+    wq: `${p}.self_attn.q_proj.weight`,
+    wk: `${p}.self_attn.k_proj.weight`,
+    wv: `${p}.self_attn.v_proj.weight`,
+    wo: `${p}.self_attn.o_proj.weight`,
+    bq: `${p}.self_attn.q_proj.bias`,
+    bk: `${p}.self_attn.k_proj.bias`,
+    bv: `${p}.self_attn.v_proj.bias`,
+    postNorm: `${p}.post_attention_layernorm.weight`,
+    wGate: `${p}.mlp.gate_proj.weight`,
+    wUp: `${p}.mlp.up_proj.weight`,
+    wDown: `${p}.mlp.down_proj.weight`,
+  } as const;
+}
+
+/** Widen a stored tensor to f32 (no copy when it already is f32). */
+export function toF32(t: StoredTensor): Float32Array {
+  if (t.data instanceof Float32Array) return t.data;
+  return t.dtype === 'bf16' ? bf16ToF32(t.data) : f16ToF32(t.data);
+}
+
+/** Per-layer attention probabilities, handed to a hook as soon as they are computed. */
+export type AttentionProbsHook = (layer: number, probs: Float32Array /* (B, H, T, S) */, shape: { batch: number; tq: number; s: number }) => void;
+
+export interface ForwardOptions {
+  /** Number of sequences; `ids.length / batch` is the step length T. Default 1. */
+  batch?: number;
+  /** KV cache; the new tokens are appended at `cache.length` and attend to everything before. */
+  cache?: KVCache;
+  /** Compute logits for the last position of each sequence only: returns `(B, V)`. */
+  lastOnly?: boolean;
+  /** Receives each layer's post-softmax probabilities `(B, H, T, S)`. */
+  onAttentionProbs?: AttentionProbsHook;
+  /** Only these layers compute probabilities for the hook (default: all when a hook is given). */
+  probsLayers?: ReadonlySet<number>;
+}
+
+export class LlamaModel {
+  readonly config: LlamaConfig;
+  readonly params: LlamaParams;
+  readonly backend: Backend;
+  private rope: RopeTables;
+
+  constructor(config: LlamaConfig, params: LlamaParams, backend: Backend = getBackend()) {
+    this.config = config;
+    this.params = params;
+    this.backend = backend;
+    this.rope = ropeTables(config, Math.max(1, config.maxPositions));
+  }
+
+  /** Build from a name → tensor map (f16/bf16 widened to f32). Missing tensors throw an `E_CHECKPOINT` error listing them all. */
+  static fromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>, backend?: Backend): LlamaModel {
+    return new LlamaModel(config, llamaParamsFromWeights(config, weights), backend);
+  }
+
+  /** A cache with K and V for every layer. */
+  newCache(batch: number, capacity: number): KVCache {
+    const c = this.config;
+    const spec: LayerCacheSpec[] = Array.from({ length: c.numLayers }, () => ({ keys: true, values: true }));
+    return new KVCache(spec, batch, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
+  }
+
+  /**
+   * Run the decoder over `ids` `(B, T)` (flattened). Returns logits `(B·T, V)`, or `(B, V)` with `lastOnly`.
+   * With a cache, positions continue from `cache.length` and the cache is advanced by T.
+   */
+  forward(ids: Int32Array, opts: ForwardOptions = {}): Float32Array {
+    const c = this.config;
+    const be = this.backend;
+    const batch = opts.batch ?? 1;
+    if (!(Number.isInteger(batch) && batch > 0) || ids.length % batch !== 0 || ids.length === 0) {
+      throw new ShapeError('LlamaModel.forward', `${ids.length} ids cannot be split into ${batch} sequences`);
+    }
+    const t = ids.length / batch;
+    const cache = opts.cache;
+    const past = cache ? cache.length : 0;
+    if (cache && cache.batch !== batch) throw new ShapeError('LlamaModel.forward', `cache batch ${cache.batch} != ${batch}`);
+    if (past + t > this.rope.maxPos) {
+      throw new ShapeError('LlamaModel.forward', `positions up to ${past + t} exceed max_position_embeddings ${this.rope.maxPos}`);
+    }
+    const n = batch * t;
+    const dim = c.hiddenSize;
+    const pos = new Int32Array(n);
+    for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) pos[b * t + i] = past + i;
+
+    const x = new Float32Array(n * dim); // (N, dim) residual stream
+    be.embedding(this.params.embed, ids, x, c.vocabSize, dim);
+    const xn = new Float32Array(n * dim);
+    for (let l = 0; l < c.numLayers; l++) {
+      const lp = this.params.layers[l];
+      be.rmsnorm(x, lp.inputNorm, xn, n, dim, c.rmsNormEps);
+      const wantProbs = opts.onAttentionProbs !== undefined && (opts.probsLayers?.has(l) ?? true);
+      const attn = this.selfAttention(l, xn, pos, batch, t, cache, wantProbs ? opts.onAttentionProbs : undefined);
+      be.add(x, attn, x, n * dim);
+      be.rmsnorm(x, lp.postNorm, xn, n, dim, c.rmsNormEps);
+      be.add(x, swigluMlp(be, xn, lp, n, dim, c.intermediateSize), x, n * dim);
+    }
+    cache?.advance(t);
+    return this.head(x, batch, t, opts.lastOnly ?? false);
+  }
+
+  /** Final norm and LM head; `x` `(B·T, dim)`. */
+  protected head(x: Float32Array, batch: number, t: number, lastOnly: boolean): Float32Array {
+    const c = this.config;
+    const dim = c.hiddenSize;
+    let rows = batch * t;
+    let h = x;
+    if (lastOnly && t > 1) {
+      h = new Float32Array(batch * dim);
+      for (let b = 0; b < batch; b++) h.set(x.subarray(((b + 1) * t - 1) * dim, (b + 1) * t * dim), b * dim);
+      rows = batch;
+    } else if (lastOnly) {
+      rows = batch;
+    }
+    const hn = new Float32Array(rows * dim);
+    this.backend.rmsnorm(h, this.params.norm, hn, rows, dim, c.rmsNormEps);
+    return linear(this.backend, hn, this.params.lmHead, undefined, rows, dim, c.vocabSize); // (rows, V)
+  }
+
+  /** Grouped-query causal self-attention of layer `l` on normalised input `xn` `(B·T, dim)`; returns `(B·T, dim)`. */
+  protected selfAttention(
+    l: number, xn: Float32Array, pos: Int32Array, batch: number, t: number, cache: KVCache | undefined,
+    hook: AttentionProbsHook | undefined,
+  ): Float32Array {
+    const c = this.config;
+    const be = this.backend;
+    const lp = this.params.layers[l];
+    const n = batch * t;
+    const { hiddenSize: dim, numHeads: nh, numKvHeads: nkv, headDim: d } = c;
+    const q = linear(be, xn, lp.wq, lp.bq, n, dim, nh * d); // (B, T, H, D)
+    const k = linear(be, xn, lp.wk, lp.bk, n, dim, nkv * d); // (B, T, Hkv, D)
+    const v = linear(be, xn, lp.wv, lp.bv, n, dim, nkv * d); // (B, T, Hkv, D)
+    be.rope(q, n, nh, d, pos, this.rope.cos, this.rope.sin, c.ropeStyle);
+    be.rope(k, n, nkv, d, pos, this.rope.cos, this.rope.sin, c.ropeStyle);
+    let kAll = k;
+    let vAll = v;
+    let s = t;
+    let kvBatchStride: number | undefined;
+    let qPos0 = 0;
+    if (cache) {
+      const kc = cache.k[l];
+      const vc = cache.v[l];
+      if (!kc || !vc) throw new ShapeError('LlamaModel.forward', `layer ${l} has no K/V cache`);
+      cache.write(kc, k, t);
+      cache.write(vc, v, t);
+      kAll = kc;
+      vAll = vc;
+      qPos0 = cache.length;
+      s = cache.length + t;
+      kvBatchStride = cache.batchStride;
+    }
+    const out = new Float32Array(n * nh * d); // (B, T, H, D)
+    const probs = hook ? new Float32Array(batch * nh * t * s) : undefined; // (B, H, T, S)
+    be.attention({
+      q, k: kAll, v: vAll, out, probs, batch, tq: t, s, nHeads: nh, nKvHeads: nkv, headDim: d, qPos0,
+      scale: 1 / Math.sqrt(d), kvBatchStride,
+    });
+    if (hook && probs) hook(l, probs, { batch, tq: t, s });
+    return linear(be, out, lp.wo, undefined, n, nh * d, dim);
+  }
+
+  /** Number of parameters (tied embeddings counted once). */
+  parameterCount(): number {
+    const p = this.params;
+    let total = p.embed.length + p.norm.length + (p.lmHead === p.embed ? 0 : p.lmHead.length);
+    for (const lp of p.layers) {
+      for (const a of [lp.inputNorm, lp.wq, lp.wk, lp.wv, lp.wo, lp.bq, lp.bk, lp.bv, lp.postNorm, lp.wGate, lp.wUp, lp.wDown]) {
+        total += a ? a.length : 0;
+      }
+    }
+    return total;
+  }
+}
+
+/** Resolve the HF-named tensors of a checkpoint into typed per-layer parameters. */
+export function llamaParamsFromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>): LlamaParams {
+  const missing: string[] = [];
+  const get = (name: string, required = true): Float32Array | undefined => {
+    const t = weights.get(name);
+    if (!t) {
+      if (required) missing.push(name);
+      return undefined;
+    }
+    return toF32(t);
+  };
+  const empty = new Float32Array(0);
+  const embed = get('model.embed_tokens.weight') ?? empty;
+  const layers: LlamaLayerParams[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const nm = layerTensorNames(i);
+    const bias = config.attentionBias;
+    layers.push({
+      inputNorm: get(nm.inputNorm) ?? empty,
+      wq: get(nm.wq) ?? empty,
+      wk: get(nm.wk) ?? empty,
+      wv: get(nm.wv) ?? empty,
+      wo: get(nm.wo) ?? empty,
+      bq: bias ? get(nm.bq) : undefined,
+      bk: bias ? get(nm.bk) : undefined,
+      bv: bias ? get(nm.bv) : undefined,
+      postNorm: get(nm.postNorm) ?? empty,
+      wGate: get(nm.wGate) ?? empty,
+      wUp: get(nm.wUp) ?? empty,
+      wDown: get(nm.wDown) ?? empty,
+    });
+  }
+  const norm = get('model.norm.weight') ?? empty;
+  const lmHead = config.tieWordEmbeddings ? embed : get('lm_head.weight') ?? empty;
+  if (missing.length) throw new EchoattError('E_CHECKPOINT', `missing tensors: ${missing.join(', ')}`);
+  return { embed, layers, norm, lmHead };
+}

@@ -1,0 +1,32 @@
+/**
+ * One call from a path to a runnable model and its tokenizer.
+ *
+ * @example
+ * ```ts
+ * const { model, tokenizer } = loadModel('../shared/models/stories260K/stories260K.bin');
+ * ```
+ */
+import { loadCheckpoint, type LoadedCheckpoint } from '../io/hf.js';
+import { Llama2cTokenizer, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { IoError } from '../io/errors.js';
+import { LlamaModel } from './llama.js';
+import type { Backend } from '../backend/backend.js';
+
+export interface LoadedModel {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  checkpoint: LoadedCheckpoint;
+  /** Token ids that end generation: EOS, plus BOS with a llama2.c tokenizer (run.c stops there between stories). */
+  stopIds: number[];
+}
+
+export function loadModel(modelPath: string, opts: { tokenizer?: string; backend?: Backend; strict?: boolean } = {}): LoadedModel {
+  const checkpoint = loadCheckpoint(modelPath, { strict: opts.strict });
+  const tokPath = opts.tokenizer ?? checkpoint.tokenizerPath;
+  if (!tokPath) throw new IoError(modelPath, 'no tokenizer found next to the model; pass one with --tokenizer');
+  const tokenizer = loadTokenizer(tokPath, { vocabSize: checkpoint.config.vocabSize });
+  const model = LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend);
+  const stopIds = [...tokenizer.eosIds];
+  if (tokenizer instanceof Llama2cTokenizer && tokenizer.bosId !== null) stopIds.push(tokenizer.bosId);
+  return { model, tokenizer, checkpoint, stopIds };
+}
