@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { EchoattError } from '../errors.js';
 import { registerGenerate } from './generate.js';
 import { registerConvert } from './convert.js';
+import { registerShare } from './share.js';
 
 const program = new Command();
 program
@@ -15,6 +16,7 @@ program
 
 registerGenerate(program);
 registerConvert(program);
+registerShare(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -220,6 +220,37 @@ export class LlamaModel {
   }
 }
 
+/**
+ * The model's parameters as an HF-named tensor map (f32, arrays shared with the model, not copied).
+ * Zero-length arrays (projections a shared-attention student does not have) are left out.
+ */
+export function llamaWeightsFromParams(config: LlamaConfig, params: LlamaParams): Map<string, StoredTensor> {
+  const out = new Map<string, StoredTensor>();
+  const put = (name: string, a: Float32Array | undefined, shape: number[]) => {
+    if (a && a.length) out.set(name, { dtype: 'f32', shape, data: a });
+  };
+  const { hiddenSize: d, numHeads: h, numKvHeads: kv, headDim: hd, intermediateSize: f, vocabSize: v } = config;
+  put('model.embed_tokens.weight', params.embed, [v, d]);
+  params.layers.forEach((lp, i) => {
+    const nm = layerTensorNames(i);
+    put(nm.inputNorm, lp.inputNorm, [d]);
+    put(nm.wq, lp.wq, [h * hd, d]);
+    put(nm.wk, lp.wk, [kv * hd, d]);
+    put(nm.wv, lp.wv, [kv * hd, d]);
+    put(nm.bq, lp.bq, [h * hd]);
+    put(nm.bk, lp.bk, [kv * hd]);
+    put(nm.bv, lp.bv, [kv * hd]);
+    put(nm.wo, lp.wo, [d, h * hd]);
+    put(nm.postNorm, lp.postNorm, [d]);
+    put(nm.wGate, lp.wGate, [f, d]);
+    put(nm.wUp, lp.wUp, [f, d]);
+    put(nm.wDown, lp.wDown, [d, f]);
+  });
+  put('model.norm.weight', params.norm, [d]);
+  if (!config.tieWordEmbeddings) put('lm_head.weight', params.lmHead, [v, d]);
+  return out;
+}
+
 /** Resolve the HF-named tensors of a checkpoint into typed per-layer parameters. */
 export function llamaParamsFromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>): LlamaParams {
   const missing: string[] = [];

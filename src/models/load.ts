@@ -1,5 +1,6 @@
 /**
- * One call from a path to a runnable model and its tokenizer.
+ * One call from a path to a runnable model (a {@link LlamaModel}, or a {@link SharedLlamaModel} when the config
+ * records a sharing plan) and its tokenizer.
  *
  * @example
  * ```ts
@@ -10,6 +11,8 @@ import { loadCheckpoint, type LoadedCheckpoint } from '../io/hf.js';
 import { Llama2cTokenizer, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { IoError } from '../io/errors.js';
 import { LlamaModel } from './llama.js';
+import { SharedLlamaModel } from './shared-llama.js';
+import { planFromConfig } from './sharing-plan.js';
 import type { Backend } from '../backend/backend.js';
 
 export interface LoadedModel {
@@ -25,7 +28,10 @@ export function loadModel(modelPath: string, opts: { tokenizer?: string; backend
   const tokPath = opts.tokenizer ?? checkpoint.tokenizerPath;
   if (!tokPath) throw new IoError(modelPath, 'no tokenizer found next to the model; pass one with --tokenizer');
   const tokenizer = loadTokenizer(tokPath, { vocabSize: checkpoint.config.vocabSize });
-  const model = LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend);
+  // A config that records a sharing plan is a shared-attention student.
+  const model = planFromConfig(checkpoint.config, modelPath)
+    ? SharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend)
+    : LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend);
   const stopIds = [...tokenizer.eosIds];
   if (tokenizer instanceof Llama2cTokenizer && tokenizer.bosId !== null) stopIds.push(tokenizer.bosId);
   return { model, tokenizer, checkpoint, stopIds };

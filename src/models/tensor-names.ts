@@ -3,6 +3,7 @@
  * Shared by the safetensors and llama2.c loaders so both are checked against one list.
  */
 import type { LlamaConfig } from './config.js';
+import { anchorMap, planFromConfig } from './sharing-plan.js';
 
 export interface ExpectedTensor {
   name: string;
@@ -16,6 +17,9 @@ export interface ExpectedTensor {
  * expectedTensors(cfg).find((t) => t.name === 'model.layers.0.self_attn.k_proj.weight')?.shape; // [kvHeads*headDim, hidden]
  */
 export function expectedTensors(cfg: Readonly<LlamaConfig>): ExpectedTensor[] {
+  // A shared-attention student (plan in config.json) has no q/k projections in its shared layers.
+  const plan = planFromConfig(cfg);
+  const anchorOf = plan ? anchorMap(plan, cfg.numLayers) : undefined;
   const d = cfg.hiddenSize;
   const q = cfg.numHeads * cfg.headDim;
   const kv = cfg.numKvHeads * cfg.headDim;
@@ -23,18 +27,15 @@ export function expectedTensors(cfg: Readonly<LlamaConfig>): ExpectedTensor[] {
   const out: ExpectedTensor[] = [{ name: 'model.embed_tokens.weight', shape: [cfg.vocabSize, d] }];
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}.`;
-    out.push(
-      { name: `${p}input_layernorm.weight`, shape: [d] },
-      { name: `${p}self_attn.q_proj.weight`, shape: [q, d] },
-      { name: `${p}self_attn.k_proj.weight`, shape: [kv, d] },
-      { name: `${p}self_attn.v_proj.weight`, shape: [kv, d] },
-    );
+    const shared = anchorOf !== undefined && anchorOf[i] >= 0;
+    out.push({ name: `${p}input_layernorm.weight`, shape: [d] });
+    if (!shared) {
+      out.push({ name: `${p}self_attn.q_proj.weight`, shape: [q, d] }, { name: `${p}self_attn.k_proj.weight`, shape: [kv, d] });
+    }
+    out.push({ name: `${p}self_attn.v_proj.weight`, shape: [kv, d] });
     if (cfg.attentionBias) {
-      out.push(
-        { name: `${p}self_attn.q_proj.bias`, shape: [q] },
-        { name: `${p}self_attn.k_proj.bias`, shape: [kv] },
-        { name: `${p}self_attn.v_proj.bias`, shape: [kv] },
-      );
+      if (!shared) out.push({ name: `${p}self_attn.q_proj.bias`, shape: [q] }, { name: `${p}self_attn.k_proj.bias`, shape: [kv] });
+      out.push({ name: `${p}self_attn.v_proj.bias`, shape: [kv] });
     }
     out.push(
       { name: `${p}self_attn.o_proj.weight`, shape: [d, q] },

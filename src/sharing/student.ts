@@ -1,0 +1,36 @@
+/**
+ * Building, saving and loading shared-attention students.
+ *
+ * @example
+ * ```ts
+ * const { model: teacher, checkpoint } = loadModel('../shared/models/stories260K/stories260K.bin');
+ * const student = buildStudent(teacher, makePlan('manual', [{ anchor: 1, shared: [2] }]));
+ * saveModel('out/student', student, checkpoint.tokenizerPath);
+ * const again = loadModel('out/student').model; // a SharedLlamaModel
+ * ```
+ */
+import { LlamaModel, llamaWeightsFromParams } from '../models/llama.js';
+import { SharedLlamaModel } from '../models/shared-llama.js';
+import { validatePlan, type SharingPlan } from '../models/sharing-plan.js';
+import { writeHfCheckpoint } from '../io/llama2c.js';
+import { PlanError } from '../models/sharing-plan.js';
+
+/**
+ * A student that inherits every remaining weight of `teacher` (EchoAtt), usable at once without training
+ * (Shared Attention). Sharing an existing student again is refused: build from the original teacher.
+ */
+export function buildStudent(teacher: LlamaModel, plan: SharingPlan): SharedLlamaModel {
+  if (teacher instanceof SharedLlamaModel) {
+    throw new PlanError('buildStudent', 'the model is already a shared-attention student; build from its teacher instead');
+  }
+  validatePlan(plan, teacher.config.numLayers);
+  return SharedLlamaModel.fromTeacher(teacher, plan);
+}
+
+/**
+ * Save any model (teacher or student) in the Hugging Face layout: model.safetensors (f32) + config.json (with the plan
+ * under `echoatt_sharing` for students) + tokenizer, written atomically, config last.
+ */
+export function saveModel(dir: string, model: LlamaModel, tokenizerPath?: string): void {
+  writeHfCheckpoint(dir, model.config, llamaWeightsFromParams(model.config, model.params), tokenizerPath);
+}
