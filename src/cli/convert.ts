@@ -1,22 +1,43 @@
-/** `echoatt convert`: llama2.c checkpoint → Hugging Face directory (q/k rows permuted to rotate-half RoPE). */
+/**
+ * `echoatt convert`: llama2.c or Hugging Face checkpoint → Hugging Face directory (q/k rows permuted to rotate-half
+ * RoPE) or → GGUF v3 file for llama.cpp (F32/F16).
+ */
 import type { Command } from 'commander';
 import { loadCheckpoint } from '../io/hf.js';
 import { writeHfCheckpoint } from '../io/llama2c.js';
+import { loadModel } from '../models/load.js';
+import { exportGguf, ggufTokenizerOf } from '../export/gguf.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
+
+interface ConvertFlags {
+  model: string;
+  tokenizer?: string;
+  out: string;
+  to: string;
+  dtype: string;
+}
 
 export function registerConvert(program: Command): void {
   program
     .command('convert')
-    .description('convert a checkpoint to the Hugging Face layout (config.json + model.safetensors + tokenizer)')
+    .description('convert a checkpoint to the Hugging Face layout, or to GGUF for llama.cpp')
     .option('-m, --model <path>', 'source checkpoint (llama2.c .bin or HF directory)', DEFAULT_MODEL)
-    .option('--tokenizer <path>', 'tokenizer to copy alongside (default: found next to the model)')
-    .requiredOption('-o, --out <dir>', 'output directory')
-    .option('--to <format>', 'target format: hf', 'hf')
-    .action((f: { model: string; tokenizer?: string; out: string; to: string }) => {
-      if (f.to !== 'hf') throw new OptionError('--to', `unsupported target format '${f.to}' (supported: hf)`);
-      const ck = loadCheckpoint(f.model);
-      writeHfCheckpoint(f.out, ck.config, ck.weights, f.tokenizer ?? ck.tokenizerPath);
-      process.stderr.write(`wrote ${f.out} (${ck.weights.size} tensors, ${ck.config.numLayers} layers, rope ${ck.config.ropeStyle} → half)\n`);
+    .option('--tokenizer <path>', 'tokenizer to carry over (default: found next to the model)')
+    .requiredOption('-o, --out <path>', 'output directory (hf) or file (gguf)')
+    .option('--to <format>', 'target format: hf | gguf', 'hf')
+    .option('--dtype <t>', 'gguf tensor type: f16 | f32', 'f16')
+    .action((f: ConvertFlags) => {
+      if (f.to === 'hf') {
+        const ck = loadCheckpoint(f.model);
+        writeHfCheckpoint(f.out, ck.config, ck.weights, f.tokenizer ?? ck.tokenizerPath);
+        process.stderr.write(`wrote ${f.out} (${ck.weights.size} tensors, ${ck.config.numLayers} layers, rope ${ck.config.ropeStyle} → half)\n`);
+        return;
+      }
+      if (f.to !== 'gguf') throw new OptionError('--to', `unsupported target format '${f.to}' (supported: hf, gguf)`);
+      if (f.dtype !== 'f16' && f.dtype !== 'f32') throw new OptionError('--dtype', `expected f16 or f32, got '${f.dtype}'`);
+      const { model, tokenizer } = loadModel(f.model, { tokenizer: f.tokenizer });
+      exportGguf(f.out, model, ggufTokenizerOf(tokenizer), { dtype: f.dtype });
+      process.stderr.write(`wrote ${f.out} (GGUF v3, ${f.dtype}, ${model.config.numLayers} layers)\n`);
     });
 }
