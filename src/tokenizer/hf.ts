@@ -87,8 +87,19 @@ export class HfTokenizer implements Tokenizer {
       : 'generic';
   }
 
+  /** Run a library call; its failures on a malformed tokenizer become a FormatError naming the file. */
+  private guard<T>(what: string, f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      throw new FormatError(this.file, `${what} failed (${(e as Error).message}); the tokenizer.json may be malformed`, { cause: e });
+    }
+  }
+
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const ids = text.length > 0 ? [...this.lib.encode(text, { add_special_tokens: false }).ids] : [];
+    const ids = text.length > 0 ? [...this.guard('encode', () => this.lib.encode(text, { add_special_tokens: false }).ids)] : [];
+    const bad = ids.find((id) => !Number.isInteger(id) || id < 0);
+    if (bad !== undefined) throw new FormatError(this.file, `encode produced an invalid token id ${String(bad)}; the tokenizer.json vocabulary is malformed`);
     if ((opts.bos ?? this.addBos) && this.bosId !== null) ids.unshift(this.bosId);
     if (opts.eos && this.eosIds.length > 0) ids.push(this.eosIds[0]);
     return ids;
@@ -96,7 +107,7 @@ export class HfTokenizer implements Tokenizer {
 
   decode(ids: readonly number[]): string {
     const keep = ids.filter((id) => !this.special.has(id) && id !== this.bosId && !this.eosIds.includes(id));
-    return keep.length === 0 ? '' : this.lib.decode(keep, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    return keep.length === 0 ? '' : this.guard('decode', () => this.lib.decode(keep, { skip_special_tokens: true, clean_up_tokenization_spaces: false }));
   }
 
   decodePiece(prev: number, id: number): Uint8Array {
@@ -120,7 +131,7 @@ export class HfTokenizer implements Tokenizer {
       if (prev === this.bosId && s.startsWith(' ')) s = s.slice(1);
       return utf8.encode(s);
     }
-    return utf8.encode(this.lib.decode([id], { clean_up_tokenization_spaces: false }));
+    return utf8.encode(this.guard('decode', () => this.lib.decode([id], { clean_up_tokenization_spaces: false })));
   }
 }
 
