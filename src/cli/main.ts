@@ -6,6 +6,7 @@ import { EchoattError } from '../errors.js';
 import { registerGenerate } from './generate.js';
 import { registerConvert } from './convert.js';
 import { registerShare } from './share.js';
+import { registerAnalyze } from './analyze.js';
 
 const program = new Command();
 program
@@ -17,6 +18,7 @@ program
 registerGenerate(program);
 registerConvert(program);
 registerShare(program);
+registerAnalyze(program);
 
 try {
   await program.parseAsync(process.argv);

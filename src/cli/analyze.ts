@@ -1,0 +1,116 @@
+/**
+ * `echoatt analyze`: which layers attend alike, and sharing plans. Writes similarity.json, heatmaps (SVG + PNG),
+ * plan-<strategy>.json and report.md into `--out`; progress with ETA on stderr; `--json` prints a summary on stdout.
+ */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { loadModel } from '../models/load.js';
+import { analyze, DEFAULT_BUDGET, DEFAULT_CRITICALITY_SEQS, DEFAULT_SEQS, DEFAULT_SEQ_LEN } from '../analysis/analyze.js';
+import { analysisSummary, writeReport } from '../analysis/report.js';
+import { DEFAULT_THRESHOLD, STRATEGIES, type BudgetResource } from '../analysis/strategies.js';
+import { fontInfo } from '../report/plot.js';
+import { OptionError } from '../errors.js';
+import { DEFAULT_MODEL } from './defaults.js';
+import { backendFromOptions, floatOption, intOption } from './options.js';
+import { ProgressBar } from './progress.js';
+
+interface AnalyzeFlags {
+  model: string;
+  tokenizer?: string;
+  data?: string;
+  field?: string;
+  seqs: number;
+  seqLen?: number;
+  threshold?: number;
+  k?: number;
+  spanLength?: number;
+  budget: number;
+  budgetResource: string;
+  criticalitySeqs: number;
+  maxMapMb?: number;
+  out: string;
+  json?: boolean;
+  quiet?: boolean;
+  backend?: string;
+  threads?: number;
+}
+
+function fraction(flag: string) {
+  return (v: string): number => {
+    const n = floatOption(flag, 0)(v);
+    if (n > 1) throw new OptionError(flag, `expected a fraction in [0, 1], got '${v}'`);
+    return n;
+  };
+}
+
+export function registerAnalyze(program: Command): void {
+  program
+    .command('analyze')
+    .description('measure which layers attend alike (cosine, Jensen–Shannon), layer criticality, and propose sharing plans')
+    .option('-m, --model <path>', 'model: llama2.c .bin file or Hugging Face directory', DEFAULT_MODEL)
+    .option('--tokenizer <path>', 'tokenizer.bin / tokenizer.json (default: found next to the model)')
+    .option('-d, --data <path>', 'calibration text: file, folder of .txt, .jsonl or .parquet (default: ../shared/data/corpus/gutenberg)')
+    .option('--field <name>', 'text field of a .jsonl file / column of a .parquet file (default: text)')
+    .option('-n, --seqs <N>', 'number of calibration sequences', intOption('--seqs', 1), DEFAULT_SEQS)
+    .option('-T, --seq-len <T>', `tokens per sequence, BOS included (default: ${DEFAULT_SEQ_LEN} or the model's max positions)`, intOption('--seq-len', 2))
+    .option('--threshold <x>', `cosine threshold of the echoatt and span strategies (default ${DEFAULT_THRESHOLD})`, floatOption('--threshold'))
+    .option('-k, --k <k>', 'echoatt: share exactly k inner layers (best blocks) instead of using the threshold', intOption('--k', 0))
+    .option('--span-length <n>', 'span: share exactly n consecutive inner layers instead of using the threshold', intOption('--span-length', 0))
+    .option('--budget <f>', 'budget: fraction of the resource to remove', fraction('--budget'), DEFAULT_BUDGET)
+    .option('--budget-resource <r>', 'budget: flops | kcache | params', 'flops')
+    .option('--criticality-seqs <n>', `sequences for the criticality measurement (0 = skip; default min(N, ${DEFAULT_CRITICALITY_SEQS}))`, intOption('--criticality-seqs', 0), DEFAULT_CRITICALITY_SEQS)
+    .option('--max-map-mb <MiB>', 'memory budget for held attention maps (more layers per forward pass)', floatOption('--max-map-mb', 1))
+    .requiredOption('-o, --out <dir>', 'output folder')
+    .option('--json', 'print a JSON summary on stdout')
+    .option('-q, --quiet', 'no progress bar')
+    .option('--backend <name>', 'native | reference')
+    .option('--threads <n>', 'native threads', intOption('--threads', 1))
+    .action(async (f: AnalyzeFlags) => {
+      if (!['flops', 'kcache', 'params'].includes(f.budgetResource)) {
+        throw new OptionError('--budget-resource', `expected flops, kcache or params, got '${f.budgetResource}'`);
+      }
+      const backend = backendFromOptions(f);
+      const { model, tokenizer } = loadModel(f.model, { tokenizer: f.tokenizer, backend });
+      const name = path.basename(f.model).replace(/\.bin$/, '');
+      let bar: ProgressBar | undefined;
+      const result = await analyze(model, tokenizer, {
+        data: f.data,
+        field: f.field,
+        seqs: f.seqs,
+        seqLen: f.seqLen,
+        threshold: f.threshold,
+        k: f.k,
+        spanLength: f.spanLength,
+        budget: f.budget,
+        budgetResource: f.budgetResource as BudgetResource,
+        criticalitySeqs: f.criticalitySeqs,
+        maxMapBytes: f.maxMapMb !== undefined ? f.maxMapMb * 1048576 : undefined,
+        modelName: name,
+        onProgress: (p) => {
+          bar ??= new ProgressBar('analyze', p.total, { silent: f.quiet });
+          bar.update(p.done, `${p.phase} · ${p.tokens} tokens`);
+        },
+      });
+      bar?.finish('writing report');
+      const command = `echoatt analyze ${process.argv.slice(3).join(' ')}`.trim();
+      const files = await writeReport(result, f.out, { command });
+      if (!fontInfo().files.length && !f.quiet) {
+        process.stderr.write('echoatt: note: DejaVu fonts not found (Debian: apt-get install fonts-dejavu-core); PNG text uses whatever system fonts exist\n');
+      }
+      if (f.json) {
+        process.stdout.write(`${JSON.stringify(analysisSummary(result, files), null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `analyzed ${result.model.name} on ${result.data.sequences}×${result.data.seqLen} tokens of ${result.data.description} ` +
+          `in ${(result.timing.totalMs / 1000).toFixed(1)} s (${result.timing.similarityTokensPerSecond.toFixed(0)} tokens/s similarity)`,
+        `teacher loss ${result.teacherLoss.mean.toFixed(4)} nats/token`,
+        ...STRATEGIES.map((k) => {
+          const g = result.plans[k].plan.groups;
+          return `plan ${k}: ${g.length ? g.map((x) => `${x.anchor} <- [${x.shared.join(', ')}]`).join('; ') : '(nothing shared)'}`;
+        }),
+        `wrote ${f.out}/{similarity.json, report.md, plan-*.json, ${Object.keys(files.charts).join('|')}.{svg,png}}`,
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}
