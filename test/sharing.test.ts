@@ -151,3 +151,21 @@ test('plans are validated against the model with clear errors', () => {
   });
   assert.throws(() => buildStudent(buildStudent(loadModel(STORIES).model, makePlan('m', [{ anchor: 0, shared: [1] }])), makePlan('m', [])), /already a shared-attention student/);
 });
+
+test('head-shared models: saveModel round-trips them, buildStudent refuses them with the reason', async () => {
+  const { directShare } = await import('../src/sharing/headshare.js');
+  const { HeadSharedLlamaModel } = await import('../src/models/headshared-llama.js');
+  const { model: teacher, checkpoint } = loadModel(STORIES);
+  const hs = directShare(teacher, { shareRate: 0.2, strategy: 'qk' }).model;
+  assert.throws(() => buildStudent(hs, makePlan('m', [{ anchor: 1, shared: [2] }])), PlanError);
+  const dir = tmpdir();
+  try {
+    saveModel(dir, hs, checkpoint.tokenizerPath);
+    const again = loadModel(dir).model;
+    assert.ok(again instanceof HeadSharedLlamaModel);
+    const ids = Int32Array.of(1, 403, 407, 261, 378);
+    assertClose(again.forward(ids), hs.forward(ids), 'reloaded head-shared logits', 1e-5, 1e-5);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

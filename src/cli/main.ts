@@ -7,6 +7,8 @@ import { registerGenerate } from './generate.js';
 import { registerConvert } from './convert.js';
 import { registerShare } from './share.js';
 import { registerAnalyze } from './analyze.js';
+import { registerHeadshare } from './headshare.js';
+import { registerDistill } from './distill.js';
 
 const program = new Command();
 program
@@ -19,6 +21,8 @@ registerGenerate(program);
 registerConvert(program);
 registerShare(program);
 registerAnalyze(program);
+registerHeadshare(program);
+registerDistill(program);
 
 try {
   await program.parseAsync(process.argv);

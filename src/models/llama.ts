@@ -87,7 +87,7 @@ export class LlamaModel {
   readonly config: LlamaConfig;
   readonly params: LlamaParams;
   readonly backend: Backend;
-  private rope: RopeTables;
+  protected readonly rope: RopeTables;
 
   constructor(config: LlamaConfig, params: LlamaParams, backend: Backend = getBackend()) {
     this.config = config;

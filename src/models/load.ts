@@ -13,6 +13,7 @@ import { IoError } from '../io/errors.js';
 import { LlamaModel } from './llama.js';
 import { SharedLlamaModel } from './shared-llama.js';
 import { planFromConfig } from './sharing-plan.js';
+import { HeadSharedLlamaModel, headMapFromConfig } from './headshared-llama.js';
 import type { Backend } from '../backend/backend.js';
 
 export interface LoadedModel {
@@ -29,9 +30,12 @@ export function loadModel(modelPath: string, opts: { tokenizer?: string; backend
   if (!tokPath) throw new IoError(modelPath, 'no tokenizer found next to the model; pass one with --tokenizer');
   const tokenizer = loadTokenizer(tokPath, { vocabSize: checkpoint.config.vocabSize });
   // A config that records a sharing plan is a shared-attention student.
-  const model = planFromConfig(checkpoint.config, modelPath)
-    ? SharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend)
-    : LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend);
+  // A config that records a head map is a head-wise weight-shared model (DirectShare / PostShare).
+  const model = headMapFromConfig(checkpoint.config, modelPath)
+    ? HeadSharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend)
+    : planFromConfig(checkpoint.config, modelPath)
+      ? SharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend)
+      : LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend);
   const stopIds = [...tokenizer.eosIds];
   if (tokenizer instanceof Llama2cTokenizer && tokenizer.bosId !== null) stopIds.push(tokenizer.bosId);
   return { model, tokenizer, checkpoint, stopIds };

@@ -4,6 +4,7 @@
  */
 import type { LlamaConfig } from './config.js';
 import { anchorMap, planFromConfig } from './sharing-plan.js';
+import { headSharedTensorShapes } from './head-map.js';
 
 export interface ExpectedTensor {
   name: string;
@@ -47,7 +48,7 @@ export function expectedTensors(cfg: Readonly<LlamaConfig>): ExpectedTensor[] {
   }
   out.push({ name: 'model.norm.weight', shape: [d] });
   if (!cfg.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [cfg.vocabSize, d] });
-  return out;
+  return headSharedTensorShapes(cfg, out); // head-wise weight sharing stores only each layer's own heads
 }
 
 /** Buffers some exporters save that carry no weights (recomputed from the config), ignored when present. */

@@ -1,0 +1,92 @@
+/**
+ * Causal grouped-query attention (training layout `(B, T, H, D)`, no KV cache) and the shared-attention path.
+ *
+ * - {@link attention}: `out = softmax(q·kᵀ·scale, causal) · v`, also returning the probabilities `P` `(B, H, T, T)`
+ *   as a Var. Its backward is the backend's `attentionBackward`, to which `P.grad` is handed as `dProbsExtra`: that
+ *   is how layers that reused these probabilities (below) send their gradient into this layer's q and k.
+ * - {@link probsTimesV}: `out = P · v` for a shared layer with the anchor's `P`; backward gives `dv` and
+ *   ACCUMULATES `dP` into the anchor's `P.grad`. Tape order guarantees every shared layer's backward runs before the
+ *   anchor's attention backward.
+ */
+import { accumulate, defineOp, Var } from '../tape.js';
+
+export type AttentionShape = {
+  batch: number;
+  t: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+};
+
+export type AttentionArgs = AttentionShape & {
+  q: Var; // (B, T, H, D)
+  k: Var; // (B, T, Hkv, D)
+  v: Var; // (B, T, Hkv, D)
+  scale: number;
+  /** Compute `probs` even in inference mode (an anchor whose shared layers need them). */
+  keepProbs?: boolean;
+};
+
+export type AttentionOut = { out: Var; probs: Var };
+
+type Saved = AttentionArgs & AttentionOut;
+
+export const attention = defineOp<AttentionArgs, AttentionOut, Saved>({
+  name: 'attention',
+  forward(be, a, needGrad) {
+    const { batch, t, nHeads: nh, nKvHeads: nkv, headDim: d } = a;
+    const out = new Var(new Float32Array(batch * t * nh * d));
+    const wantProbs = needGrad || a.keepProbs === true;
+    const probs = new Var(wantProbs ? new Float32Array(batch * nh * t * t) : new Float32Array(0));
+    be.attention({
+      q: a.q.data, k: a.k.data, v: a.v.data, out: out.data, probs: wantProbs ? probs.data : undefined,
+      batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d, qPos0: 0, scale: a.scale,
+    });
+    return { out: { out, probs }, saved: { ...a, out, probs } };
+  },
+  backward(be, s) {
+    const { batch, t, nHeads: nh, nKvHeads: nkv, headDim: d } = s;
+    const dout = s.out.grad ?? new Float32Array(s.out.data.length);
+    const dq = new Float32Array(s.q.data.length);
+    const dk = new Float32Array(s.k.data.length);
+    const dv = new Float32Array(s.v.data.length);
+    be.attentionBackward({
+      q: s.q.data, k: s.k.data, v: s.v.data, probs: s.probs.data, dout, dq, dk, dv,
+      batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d, scale: s.scale,
+      dProbsExtra: s.probs.grad ?? undefined,
+    });
+    accumulate(be, s.q, dq, true);
+    accumulate(be, s.k, dk, true);
+    accumulate(be, s.v, dv, true);
+  },
+});
+
+export type ProbsTimesVArgs = AttentionShape & {
+  probs: Var; // (B, H, T, T), the anchor's
+  v: Var; // (B, T, Hkv, D), this layer's
+};
+
+type PvSaved = ProbsTimesVArgs & { out: Var };
+
+export const probsTimesV = defineOp<ProbsTimesVArgs, Var, PvSaved>({
+  name: 'probsTimesV',
+  forward(be, a) {
+    const { batch, t, nHeads: nh, nKvHeads: nkv, headDim: d } = a;
+    if (a.probs.data.length !== batch * nh * t * t) {
+      throw new Error(`probsTimesV: the anchor's probabilities were not kept (${a.probs.data.length} elements)`);
+    }
+    const out = new Var(new Float32Array(batch * t * nh * d));
+    be.probsTimesV({ probs: a.probs.data, v: a.v.data, out: out.data, batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d });
+    return { out, saved: { ...a, out } };
+  },
+  backward(be, s) {
+    const dout = s.out.grad;
+    if (!dout) return;
+    const { batch, t, nHeads: nh, nKvHeads: nkv, headDim: d } = s;
+    const dProbs = new Float32Array(s.probs.data.length);
+    const dv = new Float32Array(s.v.data.length);
+    be.probsTimesVBackward({ probs: s.probs.data, v: s.v.data, dout, dProbs, dv, batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d });
+    accumulate(be, s.probs, dProbs, true);
+    accumulate(be, s.v, dv, true);
+  },
+});

@@ -1,0 +1,136 @@
+/**
+ * Scalar losses (each returns a length-1 Var) and their gradients:
+ * - {@link crossEntropy}: mean over rows of `−log softmax(logits)[target]` (rows whose target is `ignoreIndex` skipped);
+ * - {@link klDiv}: `KL(teacher ‖ student)` at temperature `T`, mean over rows:
+ *   `(1/R) Σ_r Σ_j p_j (log p_j − log q_j)`, `p = softmax(teacher/T)`, `q = softmax(student/T)`;
+ *   gradient `(q − p) / (T·R)` (the caller multiplies by `T²` to keep gradient scale independent of `T`);
+ * - {@link mse}: mean squared error against a constant target;
+ * - {@link weightedSum}: `Σ w_i · L_i`.
+ * Sums are accumulated in float64.
+ */
+import { accumulate, defineOp, Var } from '../tape.js';
+
+export type CrossEntropyArgs = {
+  logits: Var; // (rows, cols)
+  targets: Int32Array; // (rows)
+  rows: number;
+  cols: number;
+  ignoreIndex?: number;
+};
+type CeSaved = CrossEntropyArgs & { y: Var; count: number };
+
+export const crossEntropy = defineOp<CrossEntropyArgs, Var, CeSaved>({
+  name: 'crossEntropy',
+  forward(be, a) {
+    const ignore = a.ignoreIndex ?? -100;
+    const losses = new Float32Array(a.rows);
+    be.crossEntropy(a.logits.data, a.targets, losses, a.rows, a.cols, undefined, 1, ignore);
+    let sum = 0;
+    let count = 0;
+    for (let r = 0; r < a.rows; r++) {
+      if (a.targets[r] === ignore) continue;
+      sum += losses[r];
+      count++;
+    }
+    const y = new Var(Float32Array.of(count ? sum / count : 0));
+    return { out: y, saved: { ...a, y, count } };
+  },
+  backward(be, s) {
+    const dy = s.y.grad;
+    if (!dy || !s.logits.requiresGrad || s.count === 0) return;
+    const d = new Float32Array(s.rows * s.cols);
+    be.crossEntropy(s.logits.data, s.targets, new Float32Array(s.rows), s.rows, s.cols, d, dy[0] / s.count, s.ignoreIndex ?? -100);
+    accumulate(be, s.logits, d, true);
+  },
+});
+
+export type KlDivArgs = {
+  student: Var; // (rows, cols) logits
+  teacher: Float32Array; // (rows, cols) logits
+  rows: number;
+  cols: number;
+  temperature: number;
+};
+type KlSaved = KlDivArgs & { y: Var; ls: Float32Array; lt: Float32Array };
+
+export const klDiv = defineOp<KlDivArgs, Var, KlSaved>({
+  name: 'klDiv',
+  forward(be, a) {
+    const n = a.rows * a.cols;
+    if (a.teacher.length !== n) throw new Error(`klDiv: teacher logits have ${a.teacher.length} elements, expected ${n}`);
+    const inv = 1 / a.temperature;
+    const ls = new Float32Array(n);
+    const lt = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      ls[i] = a.student.data[i] * inv;
+      lt[i] = a.teacher[i] * inv;
+    }
+    be.logSoftmax(ls, ls, a.rows, a.cols);
+    be.logSoftmax(lt, lt, a.rows, a.cols);
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const p = Math.exp(lt[i]);
+      if (p > 0) sum += p * (lt[i] - ls[i]);
+    }
+    const y = new Var(Float32Array.of(sum / a.rows));
+    return { out: y, saved: { ...a, y, ls, lt } };
+  },
+  backward(be, s) {
+    const dy = s.y.grad;
+    if (!dy || !s.student.requiresGrad) return;
+    const n = s.rows * s.cols;
+    const k = dy[0] / (s.temperature * s.rows);
+    const g = new Float32Array(n);
+    for (let i = 0; i < n; i++) g[i] = k * (Math.exp(s.ls[i]) - Math.exp(s.lt[i]));
+    accumulate(be, s.student, g, true);
+  },
+});
+
+export type MseArgs = { x: Var; target: Float32Array };
+type MseSaved = MseArgs & { y: Var };
+
+export const mse = defineOp<MseArgs, Var, MseSaved>({
+  name: 'mse',
+  forward(_be, a) {
+    const n = a.x.data.length;
+    if (a.target.length !== n) throw new Error(`mse: target has ${a.target.length} elements, expected ${n}`);
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const d = a.x.data[i] - a.target[i];
+      sum += d * d;
+    }
+    const y = new Var(Float32Array.of(n ? sum / n : 0));
+    return { out: y, saved: { ...a, y } };
+  },
+  backward(be, s) {
+    const dy = s.y.grad;
+    if (!dy || !s.x.requiresGrad) return;
+    const n = s.x.data.length;
+    const k = (2 * dy[0]) / n;
+    const g = new Float32Array(n);
+    for (let i = 0; i < n; i++) g[i] = k * (s.x.data[i] - s.target[i]);
+    accumulate(be, s.x, g, true);
+  },
+});
+
+export type WeightedSumArgs = { terms: readonly Var[]; weights: readonly number[] };
+type WsSaved = WeightedSumArgs & { y: Var };
+
+export const weightedSum = defineOp<WeightedSumArgs, Var, WsSaved>({
+  name: 'weightedSum',
+  forward(_be, a) {
+    if (a.terms.length !== a.weights.length) throw new Error('weightedSum: terms and weights differ in length');
+    let sum = 0;
+    a.terms.forEach((t, i) => {
+      if (t.data.length !== 1) throw new Error('weightedSum: terms must be scalars');
+      sum += a.weights[i] * t.data[0];
+    });
+    const y = new Var(Float32Array.of(sum));
+    return { out: y, saved: { ...a, y } };
+  },
+  backward(be, s) {
+    const dy = s.y.grad;
+    if (!dy) return;
+    s.terms.forEach((t, i) => accumulate(be, t, Float32Array.of(s.weights[i] * dy[0]), true));
+  },
+});

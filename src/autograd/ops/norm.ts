@@ -1,0 +1,30 @@
+/** RMSNorm over the last dimension and its gradient (the backend's fused `rmsnormBackward`). */
+import { commitGrad, defineOp, gradTarget, Var } from '../tape.js';
+
+export type RmsNormArgs = {
+  x: Var; // (rows, dim)
+  w: Var; // (dim)
+  rows: number;
+  dim: number;
+  eps: number;
+};
+
+type Saved = RmsNormArgs & { y: Var };
+
+export const rmsnorm = defineOp<RmsNormArgs, Var, Saved>({
+  name: 'rmsnorm',
+  forward(be, a) {
+    const y = new Var(new Float32Array(a.rows * a.dim));
+    be.rmsnorm(a.x.data, a.w.data, y.data, a.rows, a.dim, a.eps);
+    return { out: y, saved: { ...a, y } };
+  },
+  backward(be, s) {
+    const dy = s.y.grad;
+    if (!dy) return;
+    // The kernel always writes dx and accumulates dw; route unwanted outputs to scratch.
+    const dxT = s.x.requiresGrad ? gradTarget(s.x) : { buf: new Float32Array(s.x.data.length), fresh: true };
+    const dw = s.w.requiresGrad ? s.w.gradBuffer() : new Float32Array(s.dim);
+    be.rmsnormBackward(s.x.data, s.w.data, dy, dxT.buf, dw, s.rows, s.dim, s.eps);
+    if (s.x.requiresGrad) commitGrad(be, s.x, dxT);
+  },
+});

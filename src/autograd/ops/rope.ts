@@ -1,0 +1,34 @@
+/**
+ * Rotary position embedding as an op. Rotations are orthogonal, so the gradient is the inverse rotation of the
+ * output gradient (the backend's `rope(..., inverse = true)`).
+ */
+import type { RopeStyle } from '../../backend/backend.js';
+import { accumulate, defineOp, Var } from '../tape.js';
+
+export type RopeArgs = {
+  x: Var; // (nTok, nHeads, headDim)
+  pos: Int32Array; // (nTok)
+  cos: Float32Array;
+  sin: Float32Array;
+  nTok: number;
+  nHeads: number;
+  headDim: number;
+  style: RopeStyle;
+};
+
+type Saved = RopeArgs & { y: Var };
+
+export const rope = defineOp<RopeArgs, Var, Saved>({
+  name: 'rope',
+  forward(be, a) {
+    const y = new Var(a.x.data.slice());
+    be.rope(y.data, a.nTok, a.nHeads, a.headDim, a.pos, a.cos, a.sin, a.style);
+    return { out: y, saved: { ...a, y } };
+  },
+  backward(be, s) {
+    if (!s.y.grad || !s.x.requiresGrad) return;
+    const g = s.y.grad.slice();
+    be.rope(g, s.nTok, s.nHeads, s.headDim, s.pos, s.cos, s.sin, s.style, true);
+    accumulate(be, s.x, g, true);
+  },
+});
