@@ -89,8 +89,8 @@ export interface Backend {
   attentionBackward(p: AttentionBackwardParams): void;
 
   /**
-   * Backward of {@link probsTimesV}: overwrites `dProbs` `(B,H,Tq,S)` (masked entries left 0 if `probs` was
-   * causal) and `dv` `(B,S,Hkv,D)`.
+   * Backward of {@link probsTimesV}: overwrites `dProbs` `(B,H,Tq,S)` with `dout · vᵀ` at every entry (masked
+   * entries included; the softmax backward zeroes them through `p = 0`) and `dv` `(B,S,Hkv,D)`.
    */
   probsTimesVBackward(p: ProbsTimesVBackwardParams): void;
 

@@ -1,0 +1,105 @@
+// The kernel table. Every compute kernel exists once per instruction set (kernels_avx2.cc, kernels_portable.cc,
+// both generated from kernels_body.h / attention_body.h); select_kernels() picks one at load time.
+// Semantics of every entry are those of the matching method of the TypeScript `Backend` interface
+// (src/backend/backend.ts); arguments are already validated and defaults already filled in.
+#pragma once
+
+#include <stdint.h>
+
+namespace echoatt {
+
+struct GemmArgs {
+  int64_t m, n, k;
+  bool trans_a, trans_b;
+  const float* a;
+  const float* b;
+  float* c;
+  int64_t lda, ldb, ldc;
+  float alpha, beta;
+  int64_t batch, stride_a, stride_b, stride_c;
+};
+
+struct AttentionArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  float* probs;  // may be null
+  int64_t batch, tq, s, n_heads, n_kv_heads, head_dim, q_pos0, kv_batch_stride;
+  float scale;
+};
+
+struct ProbsTimesVArgs {
+  const float* probs;
+  const float* v;
+  float* out;
+  int64_t batch, tq, s, n_heads, n_kv_heads, head_dim, kv_batch_stride;
+};
+
+struct AttentionBackwardArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  const float* probs;
+  const float* dout;
+  const float* dprobs_extra;  // may be null
+  float* dq;
+  float* dk;
+  float* dv;
+  float* dprobs;  // probsTimesVBackward only: where ∂L/∂P goes
+  int64_t batch, tq, s, n_heads, n_kv_heads, head_dim;
+  float scale;
+};
+
+// Computes C[0:mr, 0:nr] = alpha · Ap·Bp + beta · C (C not read when beta == 0) for one register tile.
+// Ap holds kc columns of MR packed rows, Bp kc rows of NR packed columns; both zero-padded to full MR / NR.
+using GemmMicroKernel = void (*)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha,
+                                 float beta, int mr, int nr);
+
+constexpr int kGemmMR = 6;
+constexpr int kGemmNR = 16;
+
+struct Kernels {
+  const char* name;  // "avx2" or "portable"
+
+  GemmMicroKernel gemm_micro;
+  // One GEMM with m ≤ kGemmSmallM: streams B once (decode-time projections). Threads split n.
+  void (*gemm_small_m)(const GemmArgs& g);
+
+  void (*matvec)(const float* w, const float* x, float* y, int64_t n, int64_t k, bool accumulate);
+  void (*rmsnorm)(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps);
+  void (*rmsnorm_backward)(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
+                           int64_t dim, float eps);
+  void (*rope)(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t* pos, const float* cos,
+               const float* sin, bool half_style, bool inverse);
+  void (*softmax)(const float* x, float* out, int64_t rows, int64_t cols, bool causal, int64_t causal_offset);
+  void (*softmax_backward)(const float* p, const float* dp, float* dx, int64_t rows, int64_t cols);
+  void (*log_softmax)(const float* x, float* out, int64_t rows, int64_t cols);
+  // Targets are validated by the caller.
+  void (*cross_entropy)(const float* logits, const int32_t* targets, float* losses, int64_t rows, int64_t cols,
+                        float* dlogits, float grad_scale, int32_t ignore_index);
+  void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
+  void (*silu_mul_backward)(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                            int64_t n);
+  void (*add)(const float* a, const float* b, float* out, int64_t n);
+  void (*mul)(const float* a, const float* b, float* out, int64_t n);
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+
+  void (*attention)(const AttentionArgs& p);
+  void (*probs_times_v)(const ProbsTimesVArgs& p);
+  void (*attention_backward)(const AttentionBackwardArgs& p);
+  void (*probs_times_v_backward)(const AttentionBackwardArgs& p);
+};
+
+constexpr int64_t kGemmSmallM = 4;
+
+extern const Kernels kernels_avx2;
+extern const Kernels kernels_portable;
+
+// The table in use: AVX2 when the CPU (and OS) support AVX2+FMA+F16C and ECHOATT_NATIVE_SIMD != "portable".
+const Kernels& kernels();
+
+// Full GEMM driver (gemm.cc): blocking, packing, threading; dispatches to the active table.
+void gemm(const GemmArgs& g);
+
+}  // namespace echoatt

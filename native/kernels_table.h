@@ -1,0 +1,41 @@
+// Builds the per-ISA kernel table. Included last by kernels_avx2.cc / kernels_portable.cc.
+#pragma once
+
+#include "attention_body.h"
+
+namespace echoatt {
+namespace ECHOATT_ISA {
+// Defined in gemm_<isa>.cc.
+void gemm_micro_6x16(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta,
+                     int mr, int nr);
+}  // namespace ECHOATT_ISA
+
+#define ECHOATT_CAT2(a, b) a##b
+#define ECHOATT_CAT(a, b) ECHOATT_CAT2(a, b)
+#define ECHOATT_STR2(a) #a
+#define ECHOATT_STR(a) ECHOATT_STR2(a)
+
+const Kernels ECHOATT_CAT(kernels_, ECHOATT_ISA) = {
+    ECHOATT_STR(ECHOATT_ISA),
+    ECHOATT_ISA::gemm_micro_6x16,
+    ECHOATT_ISA::gemm_small_m,
+    ECHOATT_ISA::matvec,
+    ECHOATT_ISA::rmsnorm,
+    ECHOATT_ISA::rmsnorm_backward,
+    ECHOATT_ISA::rope,
+    ECHOATT_ISA::softmax,
+    ECHOATT_ISA::softmax_backward,
+    ECHOATT_ISA::log_softmax,
+    ECHOATT_ISA::cross_entropy,
+    ECHOATT_ISA::silu_mul,
+    ECHOATT_ISA::silu_mul_backward,
+    ECHOATT_ISA::add,
+    ECHOATT_ISA::mul,
+    ECHOATT_ISA::axpy,
+    ECHOATT_ISA::attention,
+    ECHOATT_ISA::probs_times_v,
+    ECHOATT_ISA::attention_backward,
+    ECHOATT_ISA::probs_times_v_backward,
+};
+
+}  // namespace echoatt

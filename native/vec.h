@@ -1,0 +1,201 @@
+// An 8-lane float vector, the only SIMD vocabulary the kernel bodies use. Compiled with -mavx2 -mfma it is one
+// ymm register; otherwise it is a plain float[8] whose loops the compiler turns into SSE2 pairs. Writing the
+// kernels once against this type keeps the AVX2 and portable paths numerically identical in structure (same
+// accumulation order, same exp polynomial), so the portable path is a faithful fallback, not a second codebase.
+//
+// Everything here is `static inline` inside the per-ISA namespace: internal linkage, so the linker can never
+// merge an AVX2-compiled copy of a helper into the portable path (which would fault on CPUs without AVX2).
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef ECHOATT_ISA
+#error "define ECHOATT_ISA (avx2 or portable) before including vec.h"
+#endif
+
+#if defined(ECHOATT_ISA_AVX2)
+#if !defined(__AVX2__) || !defined(__FMA__)
+#error "the avx2 kernels must be compiled with -mavx2 -mfma"
+#endif
+#include <immintrin.h>
+#endif
+
+namespace echoatt {
+namespace ECHOATT_ISA {
+
+#if defined(ECHOATT_ISA_AVX2)
+
+struct F8 {
+  __m256 v;
+};
+static inline F8 zero8() { return {_mm256_setzero_ps()}; }
+static inline F8 set8(float x) { return {_mm256_set1_ps(x)}; }
+static inline F8 load8(const float* p) { return {_mm256_loadu_ps(p)}; }
+static inline void store8(float* p, F8 a) { _mm256_storeu_ps(p, a.v); }
+static inline __m256i tail_mask(int64_t n) {
+  // Lanes [0, n) enabled; n in [0, 8].
+  static const int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + 8 - n));
+}
+// Loads n < 8 floats without touching memory past p[n-1]; the other lanes hold `fill`.
+static inline F8 load8_part(const float* p, int64_t n, float fill = 0.f) {
+  const __m256i m = tail_mask(n);
+  return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))};
+}
+static inline void store8_part(float* p, F8 a, int64_t n) { _mm256_maskstore_ps(p, tail_mask(n), a.v); }
+static inline F8 operator+(F8 a, F8 b) { return {_mm256_add_ps(a.v, b.v)}; }
+static inline F8 operator-(F8 a, F8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+static inline F8 operator*(F8 a, F8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+static inline F8 operator/(F8 a, F8 b) { return {_mm256_div_ps(a.v, b.v)}; }
+static inline F8 fma8(F8 a, F8 b, F8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }  // a·b + c
+// max/min return the second operand when either is NaN; callers put the running value first so NaN inputs win.
+static inline F8 max8(F8 acc, F8 x) { return {_mm256_max_ps(acc.v, x.v)}; }
+static inline F8 min8(F8 acc, F8 x) { return {_mm256_min_ps(acc.v, x.v)}; }
+static inline float hsum8(F8 a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+static inline float hmax8(F8 a) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+// (x > lim) ? y : a   and   (x < lim) ? y : a, lane-wise; NaN compares false and keeps `a`.
+static inline F8 select_gt(F8 x, F8 lim, F8 y, F8 a) {
+  return {_mm256_blendv_ps(a.v, y.v, _mm256_cmp_ps(x.v, lim.v, _CMP_GT_OQ))};
+}
+static inline F8 select_lt(F8 x, F8 lim, F8 y, F8 a) {
+  return {_mm256_blendv_ps(a.v, y.v, _mm256_cmp_ps(x.v, lim.v, _CMP_LT_OQ))};
+}
+// 2^n for integer-valued n in [-126, 127].
+static inline F8 pow2i8(F8 n) {
+  const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
+}
+
+#else  // portable
+
+struct F8 {
+  float v[8];
+};
+#define ECHOATT_LANES for (int i = 0; i < 8; ++i)
+static inline F8 zero8() { F8 r; ECHOATT_LANES r.v[i] = 0.f; return r; }
+static inline F8 set8(float x) { F8 r; ECHOATT_LANES r.v[i] = x; return r; }
+static inline F8 load8(const float* p) { F8 r; memcpy(r.v, p, sizeof r.v); return r; }
+static inline void store8(float* p, F8 a) { memcpy(p, a.v, sizeof a.v); }
+static inline F8 load8_part(const float* p, int64_t n, float fill = 0.f) {
+  F8 r = set8(fill);
+  for (int64_t i = 0; i < n; ++i) r.v[i] = p[i];
+  return r;
+}
+static inline void store8_part(float* p, F8 a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) p[i] = a.v[i];
+}
+static inline F8 operator+(F8 a, F8 b) { ECHOATT_LANES a.v[i] += b.v[i]; return a; }
+static inline F8 operator-(F8 a, F8 b) { ECHOATT_LANES a.v[i] -= b.v[i]; return a; }
+static inline F8 operator*(F8 a, F8 b) { ECHOATT_LANES a.v[i] *= b.v[i]; return a; }
+static inline F8 operator/(F8 a, F8 b) { ECHOATT_LANES a.v[i] /= b.v[i]; return a; }
+static inline F8 fma8(F8 a, F8 b, F8 c) { ECHOATT_LANES c.v[i] += a.v[i] * b.v[i]; return c; }
+// Same NaN convention as maxps/minps: the second operand wins when either is NaN.
+static inline F8 max8(F8 acc, F8 x) { ECHOATT_LANES acc.v[i] = acc.v[i] > x.v[i] ? acc.v[i] : x.v[i]; return acc; }
+static inline F8 min8(F8 acc, F8 x) { ECHOATT_LANES acc.v[i] = acc.v[i] < x.v[i] ? acc.v[i] : x.v[i]; return acc; }
+static inline float hsum8(F8 a) {
+  // Same pairing as the AVX2 reduction.
+  const float s0 = a.v[0] + a.v[4], s1 = a.v[1] + a.v[5], s2 = a.v[2] + a.v[6], s3 = a.v[3] + a.v[7];
+  return (s0 + s2) + (s1 + s3);
+}
+static inline float hmax8(F8 a) {
+  float m = a.v[0];
+  for (int i = 1; i < 8; ++i) m = m > a.v[i] ? m : a.v[i];
+  return m;
+}
+static inline F8 select_gt(F8 x, F8 lim, F8 y, F8 a) { ECHOATT_LANES a.v[i] = x.v[i] > lim.v[i] ? y.v[i] : a.v[i]; return a; }
+static inline F8 select_lt(F8 x, F8 lim, F8 y, F8 a) { ECHOATT_LANES a.v[i] = x.v[i] < lim.v[i] ? y.v[i] : a.v[i]; return a; }
+static inline F8 pow2i8(F8 n) {
+  F8 r;
+  ECHOATT_LANES {
+    const int32_t bits = ((int32_t)n.v[i] + 127) << 23;
+    memcpy(&r.v[i], &bits, 4);
+  }
+  return r;
+}
+#undef ECHOATT_LANES
+
+#endif
+
+// e^x, lane-wise, about 1 ulp on the normal range (Cephes expf: Cody–Waite reduction + degree-5 polynomial).
+// exp(+Inf) = +Inf, exp(-Inf) = 0, NaN stays NaN, results below ~1e-45 flush to 0, above FLT_MAX become +Inf.
+static inline F8 exp8(F8 x) {
+  const F8 hi = set8(88.72283935546875f), lo = set8(-103.972077083991796f);
+  // Clamp with x as the second operand so a NaN passes through untouched.
+  F8 xc = min8(hi, max8(lo, x));
+  // n = round(x / ln 2) by the 1.5·2^23 trick: exact for |n| < 2^22, no rounding-mode dependence, no SSE4.1.
+  const F8 magic = set8(12582912.f);
+  const F8 n = (fma8(xc, set8(1.44269504088896341f), magic)) - magic;
+  F8 r = fma8(n, set8(-0.693359375f), xc);
+  r = fma8(n, set8(2.12194440e-4f), r);
+  F8 y = set8(1.9875691500e-4f);
+  y = fma8(y, r, set8(1.3981999507e-3f));
+  y = fma8(y, r, set8(8.3334519073e-3f));
+  y = fma8(y, r, set8(4.1665795894e-2f));
+  y = fma8(y, r, set8(1.6666665459e-1f));
+  y = fma8(y, r, set8(5.0000001201e-1f));
+  y = fma8(y, r * r, r + set8(1.f));
+  // Scale by 2^n in two halves so n down to -150 (denormal results) and up to 128 stay representable.
+  const F8 n1 = (n * set8(0.5f));
+  const F8 n1i = fma8(n1, set8(1.f), magic) - magic;  // round(n/2)
+  y = y * pow2i8(n1i) * pow2i8(n - n1i);
+  y = select_gt(x, hi, set8(INFINITY), y);
+  return select_lt(x, lo, zero8(), y);
+}
+
+static inline float exp1(float x) {
+  float buf[8] = {x, 0, 0, 0, 0, 0, 0, 0};
+  store8(buf, exp8(load8(buf)));
+  return buf[0];
+}
+
+// Dot product of n floats with two independent accumulators (latency of FMA chains, not throughput, limits a
+// single dot product).
+static inline float dot(const float* a, const float* b, int64_t n) {
+  F8 s0 = zero8(), s1 = zero8();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = fma8(load8(a + i), load8(b + i), s0);
+    s1 = fma8(load8(a + i + 8), load8(b + i + 8), s1);
+  }
+  if (i + 8 <= n) {
+    s0 = fma8(load8(a + i), load8(b + i), s0);
+    i += 8;
+  }
+  if (i < n) s1 = fma8(load8_part(a + i, n - i), load8_part(b + i, n - i), s1);
+  return hsum8(s0 + s1);
+}
+
+// y[i] += alpha · x[i]
+static inline void axpy_row(float alpha, const float* x, float* y, int64_t n) {
+  const F8 va = set8(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(y + i, fma8(va, load8(x + i), load8(y + i)));
+  if (i < n) store8_part(y + i, fma8(va, load8_part(x + i, n - i), load8_part(y + i, n - i)), n - i);
+}
+
+static inline void scale_row(float alpha, float* y, int64_t n) {
+  const F8 va = set8(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(y + i, va * load8(y + i));
+  if (i < n) store8_part(y + i, va * load8_part(y + i, n - i), n - i);
+}
+
+static inline void zero_row(float* y, int64_t n) { memset(y, 0, sizeof(float) * (size_t)n); }
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+}  // namespace ECHOATT_ISA
+}  // namespace echoatt
