@@ -112,7 +112,7 @@ function echoChild(): void {
   const be = getBackend();
   be.setThreads(Number(threadsS));
   const build = () => {
-    const { model } = loadModel(modelDir, { backend: be });
+    const { model } = loadModel(modelDir, { backend: be, weights: 'as-stored' });
     return which === 'student' ? buildStudent(model, benchPlan(model.config.numLayers)) : model;
   };
   const model = build();

@@ -31,6 +31,9 @@ class Args {
 
   float* f32(size_t i) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", nullptr, false)); }
   float* f32_or_null(size_t i) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", nullptr, true)); }
+  const uint16_t* u16(size_t i) {
+    return static_cast<const uint16_t*>(typed(i, napi_uint16_array, "Uint16Array", nullptr, false));
+  }
   const int32_t* i32(size_t i, int64_t* len) {
     return static_cast<const int32_t*>(typed(i, napi_int32_array, "Int32Array", len, false));
   }
@@ -120,6 +123,18 @@ napi_value Matvec(napi_env env, napi_callback_info info) {
   const bool acc = A.flag(6);
   if (!A.ok()) return nullptr;
   kernels().matvec(w + off, x, y, n, k, acc);
+  return undefined(env);
+}
+
+napi_value MatmulHalf(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(7);
+  const float* x = A.f32(0);
+  const uint16_t* w = A.u16(1);
+  const bool bf16 = A.flag(2);
+  float* out = A.f32(3);
+  const int64_t rows = A.i64(4), n = A.i64(5), k = A.i64(6);
+  if (!A.ok()) return nullptr;
+  kernels().matmul_half(x, w, bf16, out, rows, n, k);
   return undefined(env);
 }
 
@@ -380,6 +395,7 @@ NAPI_MODULE_INIT() {
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"matvec", nullptr, Matvec, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulHalf", nullptr, MatmulHalf, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rmsnormBackward", nullptr, RmsnormBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rope", nullptr, Rope, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -67,6 +67,8 @@ struct Kernels {
   void (*gemm_small_m)(const GemmArgs& g);
 
   void (*matvec)(const float* w, const float* x, float* y, int64_t n, int64_t k, bool accumulate);
+  // out (rows, n) = x (rows, k) · Wᵀ with W (n, k) stored as f16 or bf16 bits.
+  void (*matmul_half)(const float* x, const uint16_t* w, bool bf16, float* out, int64_t rows, int64_t n, int64_t k);
   void (*rmsnorm)(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps);
   void (*rmsnorm_backward)(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
                            int64_t dim, float eps);

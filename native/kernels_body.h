@@ -3,6 +3,8 @@
 // (the pool round-trip would cost more than it saves).
 #pragma once
 
+#include <stdlib.h>
+
 #include "kernels.h"
 #include "threadpool.h"
 #include "vec.h"
@@ -387,6 +389,103 @@ static void matvec(const float* w, const float* x, float* y, int64_t n, int64_t 
       }
     }
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Half-precision weights (f16 / bf16 bits, as stored in checkpoints)
+
+// Widen n half values to f32. AVX2 builds use F16C for f16 and a 16-bit shift for bf16.
+static inline void half_to_f32(const uint16_t* src, float* dst, int64_t n, bool bf16) {
+  int64_t i = 0;
+#if defined(ECHOATT_ISA_AVX2)
+  if (bf16) {
+    for (; i + 8 <= n; i += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+      _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+  } else {
+    for (; i + 8 <= n; i += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const uint32_t h = src[i];
+    uint32_t bits;
+    if (bf16) {
+      bits = h << 16;
+    } else {
+      const uint32_t sign = (h & 0x8000u) << 16;
+      uint32_t exp = (h >> 10) & 0x1f;
+      uint32_t mant = h & 0x3ff;
+      if (exp == 0) {
+        if (mant == 0) {
+          bits = sign;
+        } else {  // subnormal: normalise
+          exp = 127 - 15 + 1;
+          while (!(mant & 0x400)) {
+            mant <<= 1;
+            --exp;
+          }
+          bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+      } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+      } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+      }
+    }
+    memcpy(dst + i, &bits, 4);
+  }
+}
+
+// Rows of W per task: the widened block (kHalfRows × k floats) stays in L1/L2 while every row of x uses it.
+constexpr int64_t kHalfRows = 4;
+
+static void matmul_half(const float* x, const uint16_t* w, bool bf16, float* out, int64_t rows, int64_t n,
+                        int64_t k) {
+  if (rows <= kGemmSmallM) {
+    // Decode: W is streamed once (2 bytes per weight) and widened four rows at a time into a small buffer.
+    const int64_t blocks = (n + kHalfRows - 1) / kHalfRows;
+    parallel_for(blocks, max64(1, kGrainElems / max64(kHalfRows * k, 1)), [&](int64_t b0, int64_t b1) {
+      float* buf = static_cast<float*>(aligned_alloc(64, ((kHalfRows * k * sizeof(float)) + 63) / 64 * 64));
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t i = kHalfRows * b;
+        const int64_t nr = min64(kHalfRows, n - i);
+        half_to_f32(w + i * k, buf, nr * k, bf16);
+        for (int64_t r = 0; r < rows; ++r) {
+          if (nr == kHalfRows) {
+            float acc[4];
+            matvec_rows4(buf, k, x + r * k, k, acc);
+            for (int q = 0; q < 4; ++q) out[r * n + i + q] = acc[q];
+          } else {
+            for (int64_t q = 0; q < nr; ++q) out[r * n + i + q] = dot(buf + q * k, x + r * k, k);
+          }
+        }
+      }
+      free(buf);
+    });
+    return;
+  }
+  // Prefill: widen a panel of W rows, then one f32 GEMM for it; the conversion is amortised over all rows of x.
+  const int64_t panel = max64(16, min64(n, (int64_t)(1 << 20) / max64(k, 1)));
+  float* buf = static_cast<float*>(aligned_alloc(64, ((panel * k * sizeof(float)) + 63) / 64 * 64));
+  for (int64_t j0 = 0; j0 < n; j0 += panel) {
+    const int64_t nj = min64(panel, n - j0);
+    parallel_for(nj, rows_grain(k), [&](int64_t r0, int64_t r1) {
+      half_to_f32(w + (j0 + r0) * k, buf + r0 * k, (r1 - r0) * k, bf16);
+    });
+    GemmArgs g{};
+    g.m = rows, g.n = nj, g.k = k;
+    g.trans_a = false, g.trans_b = true;
+    g.a = x, g.b = buf, g.c = out + j0;
+    g.lda = k, g.ldb = k, g.ldc = n;
+    g.alpha = 1.f, g.beta = 0.f;
+    g.batch = 1, g.stride_a = 0, g.stride_b = 0, g.stride_c = 0;
+    echoatt::gemm(g);
+  }
+  free(buf);
 }
 
 // GEMM with m ≤ kGemmSmallM rows: every element of B is used m times, so it is a matvec in disguise and the

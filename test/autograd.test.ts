@@ -16,7 +16,7 @@ import { LlamaModel } from '../src/models/llama.js';
 import { loadModel } from '../src/models/load.js';
 import { makePlan } from '../src/sharing/plan.js';
 import { buildStudent } from '../src/sharing/student.js';
-import { assertClose, randInts, randn, sharedDir } from './helpers.js';
+import { assertClose, f32, randInts, randn, sharedDir } from './helpers.js';
 
 /** Test-only op: `Σ r ⊙ x`, a scalar that turns any op output into a loss with `∂L/∂out = r`. */
 const dotWith = defineOp<{ x: Var; r: Float32Array }, Var, { x: Var; r: Float32Array; y: Var }>({
@@ -240,10 +240,10 @@ function tinyQwen(be: Backend, seed = 3): LlamaModel {
 function detached(m: LlamaModel): void {
   const p = m.params;
   const tied = p.lmHead === p.embed;
-  p.embed = p.embed.slice();
-  p.lmHead = tied ? p.embed : p.lmHead.slice();
+  p.embed = f32(p.embed).slice();
+  p.lmHead = tied ? p.embed : f32(p.lmHead).slice();
   p.norm = p.norm.slice();
-  for (const lp of p.layers) for (const k of Object.keys(lp) as (keyof typeof lp)[]) if (lp[k]) (lp as unknown as Record<string, Float32Array>)[k] = lp[k]!.slice();
+  for (const lp of p.layers) for (const k of Object.keys(lp) as (keyof typeof lp)[]) if (lp[k]) (lp as unknown as Record<string, Float32Array>)[k] = f32(lp[k]!).slice();
 }
 
 describe('whole-model gradients (reference backend) match finite differences', () => {

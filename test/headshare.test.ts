@@ -27,7 +27,7 @@ import { modelParams } from '../src/autograd/model.js';
 import { fingerprint } from '../src/distill/data.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { loadCheckpoint } from '../src/io/hf.js';
-import { assertClose, randInts, repoRoot, sharedDir } from './helpers.js';
+import { assertClose, f32, randInts, repoRoot, sharedDir } from './helpers.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 
@@ -48,10 +48,10 @@ function copyUnit(m: LlamaModel, l: number, g: number, sl: number, sg: number): 
   const G = H / U;
   const [dst, src] = [m.params.layers[l], m.params.layers[sl]];
   const qr = G * D * dim;
-  dst.wq.set(src.wq.subarray(sg * qr, (sg + 1) * qr), g * qr);
-  dst.wk.set(src.wk.subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
-  dst.wv.set(src.wv.subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
-  for (let r = 0; r < dim; r++) dst.wo.set(src.wo.subarray(r * H * D + sg * G * D, r * H * D + (sg + 1) * G * D), r * H * D + g * G * D);
+  f32(dst.wq).set(f32(src.wq).subarray(sg * qr, (sg + 1) * qr), g * qr);
+  f32(dst.wk).set(f32(src.wk).subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
+  f32(dst.wv).set(f32(src.wv).subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
+  for (let r = 0; r < dim; r++) f32(dst.wo).set(f32(src.wo).subarray(r * H * D + sg * G * D, r * H * D + (sg + 1) * G * D), r * H * D + g * G * D);
   dst.bq?.set(src.bq!.subarray(sg * G * D, (sg + 1) * G * D), g * G * D);
   dst.bk?.set(src.bk!.subarray(sg * D, (sg + 1) * D), g * D);
   dst.bv?.set(src.bv!.subarray(sg * D, (sg + 1) * D), g * D);

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { requireF32, type Weight } from '../src/tensor/weight.js';
+
+/** The f32 array of a weight (test models are built with f32 weights). */
+export const f32 = (w: Weight): Float32Array => requireF32(w, 'test');
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const sharedDir = path.resolve(repoRoot, '../shared');

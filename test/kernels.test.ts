@@ -9,6 +9,7 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import type { Backend, RopeStyle } from '../src/backend/backend.js';
 import { DTypeError, ShapeError } from '../src/errors.js';
 import { assertClose, randInts, randn } from './helpers.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
 
 const ref = new ReferenceBackend();
 const SIZES = [1, 7, 63, 65, 129];
@@ -153,6 +154,24 @@ for (const name of availableBackends()) {
           }
         }
       }
+    });
+
+    test('matmulHalf: f16 and bf16 weights, decode (1 row) and prefill shapes, equals gemm on widened weights', () => {
+      for (const dtype of ['f16', 'bf16'] as const) {
+        for (const [rows, n, k] of [[1, 1, 1], [1, 7, 63], [1, 65, 129], [1, 300, 257], [2, 33, 64], [5, 129, 65], [37, 100, 300], [128, 96, 256]] as const) {
+          const wf = randn(n * k, rows + n + k, -2, 2);
+          const bits = dtype === 'f16' ? f32ToF16(wf) : f32ToBf16(wf);
+          const widened = dtype === 'f16' ? f16ToF32(bits) : bf16ToF32(bits);
+          const x = randn(rows * k, 3);
+          const e = new Float32Array(rows * n);
+          ref.gemm({ m: rows, n, k, a: x, b: widened, c: e, transB: true });
+          const g = new Float32Array(rows * n).fill(NaN);
+          be.matmulHalf(x, bits, dtype, g, rows, n, k);
+          assertClose(g, e, `matmulHalf ${dtype} ${rows}x${n}x${k}`, 1e-4, 1e-4);
+        }
+      }
+      assert.throws(() => be.matmulHalf(new Float32Array(4), new Uint16Array(1), 'f16', new Float32Array(2), 2, 1, 2), ShapeError);
+      assert.throws(() => be.matmulHalf(new Float32Array(4), new Uint16Array(4), 'f8' as 'f16', new Float32Array(2), 2, 1, 2), DTypeError);
     });
 
     test('rmsnorm forward (in place too) and backward', () => {

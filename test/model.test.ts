@@ -140,3 +140,27 @@ test('sampling is reproducible with a seed and differs across seeds', () => {
   assert.ok(a.startsWith('Once upon a time'));
   assert.notEqual(run(7), a);
 });
+
+test('half-precision weights kept as stored (f16 and bf16) give the same logits as widened f32, prefill and decode', async () => {
+  const { configFromJson } = await import('../src/models/config.js');
+  const { randomLlamaWeights } = await import('../src/models/random.js');
+  const { HalfWeight } = await import('../src/tensor/weight.js');
+  const cfg = configFromJson({
+    architectures: ['LlamaForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, vocab_size: 300, max_position_embeddings: 64, rms_norm_eps: 1e-5, tie_word_embeddings: false, hidden_act: 'silu',
+  }, 'half test');
+  for (const name of availableBackends()) {
+    for (const dtype of ['f16', 'bf16'] as const) {
+      const w = randomLlamaWeights(cfg, { seed: 9, dtype });
+      const half = LlamaModel.fromWeights(cfg, w, getBackend(name), 'as-stored');
+      const wide = LlamaModel.fromWeights(cfg, w, getBackend(name), 'f32');
+      assert.ok(half.params.layers[0].wq instanceof HalfWeight && half.params.lmHead instanceof HalfWeight);
+      assert.ok(wide.params.layers[0].wq instanceof Float32Array);
+      const ids = Int32Array.of(1, 5, 77, 299, 0, 42);
+      assertClose(half.forward(ids), wide.forward(ids), `${name} ${dtype} prefill`, 1e-4, 1e-4);
+      const cache = half.newCache(1, 8);
+      half.forward(ids.subarray(0, 5), { cache });
+      assertClose(half.forward(ids.subarray(5), { cache }), wide.forward(ids, { lastOnly: true }), `${name} ${dtype} decode`, 1e-4, 1e-4);
+    }
+  }
+});

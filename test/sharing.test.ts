@@ -15,7 +15,7 @@ import { buildStudent, saveModel } from '../src/sharing/student.js';
 import { sharingCost } from '../src/sharing/cost.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { loadCheckpoint } from '../src/io/hf.js';
-import { assertClose, sharedDir } from './helpers.js';
+import { assertClose, f32, sharedDir } from './helpers.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 
@@ -41,11 +41,11 @@ for (const name of availableBackends()) {
       // q/k weights, so layer 3's attention probabilities equal layer 2's: sharing them changes nothing.
       const teacher = LlamaModel.fromWeights(TINY, randomLlamaWeights(TINY, { seed: 5 }), be);
       const [l2, l3] = [teacher.params.layers[2], teacher.params.layers[3]];
-      l2.wo.fill(0);
-      l2.wDown.fill(0);
+      f32(l2.wo).fill(0);
+      f32(l2.wDown).fill(0);
       l3.inputNorm.set(l2.inputNorm);
-      l3.wq.set(l2.wq);
-      l3.wk.set(l2.wk);
+      f32(l3.wq).set(f32(l2.wq));
+      f32(l3.wk).set(f32(l2.wk));
       const ids = Int32Array.of(1, 5, 9, 33, 2, 60, 7, 7, 12);
       const expected = teacher.forward(ids);
       const student = buildStudent(teacher, makePlan('manual', [{ anchor: 2, shared: [3] }]));

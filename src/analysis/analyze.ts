@@ -25,9 +25,7 @@ import { calibrationSequences, defaultCalibrationPath, resolveCalibrationSource,
 import { SimilarityAccumulator, RunningStat, type SimilarityStats } from './similarity.js';
 import { layerCriticality, mostSimilarEarlier, sequenceLoss, type CriticalityResult } from './criticality.js';
 import { allStrategies, DEFAULT_THRESHOLD, type BudgetResource, type StrategyName, type StrategyOutcome } from './strategies.js';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { existsSync } from 'node:fs';
+import { SHARED_DIR } from '../paths.js';
 
 export const DEFAULT_SEQS = 32;
 export const DEFAULT_SEQ_LEN = 256;
@@ -120,15 +118,6 @@ export interface AnalysisResult {
   };
 }
 
-function packageSharedDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) return path.resolve('../shared');
-    dir = up;
-  }
-  return path.resolve(dir, '../shared');
-}
 
 /** Resolve the calibration sequences of {@link AnalyzeOptions.data}. */
 export async function loadCalibration(
@@ -142,7 +131,7 @@ export async function loadCalibration(
     if (!list.every((s) => s.length === T)) throw new OptionError('data', 'all sequences must have the same length');
     return { sequences: [...list], description: opts.data.description ?? `${list.length} given sequences` };
   }
-  const p = opts.data ?? defaultCalibrationPath(packageSharedDir());
+  const p = opts.data ?? defaultCalibrationPath(SHARED_DIR);
   const source = resolveCalibrationSource(p, { field: opts.field });
   return calibrationSequences(tokenizer, source, { seqs, seqLen: opts.seqLen });
 }

@@ -16,6 +16,7 @@
  * tape.backward(loss);                                   // params.list[i].grad filled
  * ```
  */
+import { requireF32, type Weight } from '../tensor/weight.js';
 import type { LlamaModel, LlamaLayerParams } from '../models/llama.js';
 import { layerTensorNames } from '../models/llama.js';
 import { SharedLlamaModel } from '../models/shared-llama.js';
@@ -62,13 +63,13 @@ export function modelParams(model: LlamaModel): ModelParams {
   const { hiddenSize: d, numHeads: h, numKvHeads: kv, headDim: hd, intermediateSize: f, vocabSize: v } = c;
   const list: Param[] = [];
   const byName = new Map<string, Param>();
-  const mk = (name: string, data: Float32Array, shape: number[]): Param => {
-    const prm = new Param(name, data, shape);
+  const mk = (name: string, data: Weight, shape: number[]): Param => {
+    const prm = new Param(name, requireF32(data, `training parameter ${name}`), shape);
     list.push(prm);
     byName.set(name, prm);
     return prm;
   };
-  const opt = (name: string, data: Float32Array | undefined, shape: number[]): Param | undefined =>
+  const opt = (name: string, data: Weight | undefined, shape: number[]): Param | undefined =>
     data && data.length ? mk(name, data, shape) : undefined;
   const embed = mk('model.embed_tokens.weight', p.embed, [v, d]);
   const layers = p.layers.map((lp: LlamaLayerParams, i: number): LayerParamVars => {

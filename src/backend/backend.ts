@@ -42,6 +42,14 @@ export interface Backend {
   matvec(w: Float32Array, x: Float32Array, y: Float32Array, n: number, k: number, wOff?: number, accumulate?: boolean): void;
 
   /**
+   * Linear layer over a half-precision weight: `out[r, i] = Σ_j x[r, j] · W[i, j]`, `x` `(rows, k)`, `out` `(rows, n)`,
+   * `w` the raw bits of an `(n, k)` row-major f16 (IEEE half) or bf16 matrix, as loaded from a checkpoint. The weight is
+   * never widened in memory: fast backends convert in registers (F16C / 16-bit shifts) or while packing GEMM panels.
+   * Results equal `gemm` over the widened weight up to float32 summation order.
+   */
+  matmulHalf(x: Float32Array, w: Uint16Array, dtype: HalfDType, out: Float32Array, rows: number, n: number, k: number): void;
+
+  /**
    * RMSNorm over the last dimension: `out[r, j] = x[r, j] / sqrt(mean_j(x[r]²) + eps) · w[j]`.
    * `x`, `out` are `(rows, dim)`, `w` is `(dim)`. `out` may alias `x`.
    */
@@ -140,6 +148,9 @@ export interface Backend {
 }
 
 export type RopeStyle = 'interleaved' | 'half';
+
+/** Half-precision storage formats of weights. */
+export type HalfDType = 'f16' | 'bf16';
 
 export interface GemmParams {
   m: number;

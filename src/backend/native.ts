@@ -12,6 +12,7 @@ import type {
   AttentionParams,
   Backend,
   GemmParams,
+  HalfDType,
   ProbsTimesVBackwardParams,
   ProbsTimesVParams,
   RopeStyle,
@@ -31,6 +32,7 @@ interface Addon {
     batch: number, strideA: number, strideB: number, strideC: number,
   ): void;
   matvec(w: F32, x: F32, y: F32, n: number, k: number, wOff: number, accumulate: boolean): void;
+  matmulHalf(x: F32, w: Uint16Array, bf16: boolean, out: F32, rows: number, n: number, k: number): void;
   rmsnorm(x: F32, w: F32, out: F32, rows: number, dim: number, eps: number): void;
   rmsnormBackward(x: F32, w: F32, dy: F32, dx: F32, dw: F32, rows: number, dim: number, eps: number): void;
   rope(x: F32, nTok: number, nHeads: number, headDim: number, pos: I32, cos: F32, sin: F32, half: boolean, inverse: boolean): void;
@@ -111,6 +113,10 @@ export class NativeBackend implements Backend {
 
   matvec(w: F32, x: F32, y: F32, n: number, k: number, wOff = 0, accumulate = false): void {
     this.#addon.matvec(w, x, y, n, k, wOff, accumulate);
+  }
+
+  matmulHalf(x: F32, w: Uint16Array, dtype: HalfDType, out: F32, rows: number, n: number, k: number): void {
+    this.#addon.matmulHalf(x, w, dtype === 'bf16', out, rows, n, k);
   }
 
   rmsnorm(x: F32, w: F32, out: F32, rows: number, dim: number, eps: number): void {

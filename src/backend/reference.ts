@@ -8,11 +8,13 @@ import type {
   AttentionParams,
   Backend,
   GemmParams,
+  HalfDType,
   ProbsTimesVBackwardParams,
   ProbsTimesVParams,
   RopeStyle,
 } from './backend.js';
 import { ShapeError } from '../errors.js';
+import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference';
@@ -57,6 +59,20 @@ export class ReferenceBackend implements Backend {
       const row = wOff + i * k;
       for (let j = 0; j < k; j++) s += w[row + j] * x[j];
       y[i] = accumulate ? y[i] + s : s;
+    }
+  }
+
+  matmulHalf(x: Float32Array, w: Uint16Array, dtype: HalfDType, out: Float32Array, rows: number, n: number, k: number): void {
+    const row = new Float32Array(k);
+    for (let i = 0; i < n; i++) {
+      const bits = w.subarray(i * k, (i + 1) * k);
+      if (dtype === 'bf16') bf16ToF32(bits, row);
+      else f16ToF32(bits, row);
+      for (let r = 0; r < rows; r++) {
+        let s = 0;
+        for (let j = 0; j < k; j++) s += x[r * k + j] * row[j];
+        out[r * n + i] = s;
+      }
     }
   }
 

@@ -123,6 +123,17 @@ export function checkedBackend(inner: Backend): Backend {
       need(op, 'y', f32(op, 'y', y), n, shape);
       inner.matvec(w, x, y, n, k, wOff, accumulate);
     },
+    matmulHalf(x, w, dtype, out, rows, n, k) {
+      const op = 'matmulHalf';
+      dims(op, { rows, n, k });
+      if (dtype !== 'f16' && dtype !== 'bf16') throw new DTypeError(op, `weight dtype must be 'f16' or 'bf16', got '${String(dtype)}'`);
+      if (!(w instanceof Uint16Array)) throw new DTypeError(op, `w must be a Uint16Array of ${dtype} bits, got ${describe(w)}`);
+      const shape = `x (${rows}, ${k}) · W (${n}, ${k})ᵀ`;
+      need(op, 'x', f32(op, 'x', x), rows * k, shape);
+      if (w.length < n * k) throw new ShapeError(op, `w has ${w.length} elements but ${shape} needs ${n * k}`);
+      need(op, 'out', f32(op, 'out', out), rows * n, shape);
+      inner.matmulHalf(x, w, dtype, out, rows, n, k);
+    },
     rmsnorm(x, w, out, rows, dim, eps) {
       const op = 'rmsnorm';
       dims(op, { rows, dim });

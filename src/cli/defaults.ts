@@ -1,18 +1,2 @@
 /** Where the embedded default model lives: `../shared/models/stories260K` beside the package root. */
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-  return dir;
-}
-
-export const PACKAGE_ROOT = packageRoot();
-export const SHARED_DIR = path.resolve(PACKAGE_ROOT, '../shared');
-export const DEFAULT_MODEL = path.join(SHARED_DIR, 'models/stories260K/stories260K.bin');
+export { PACKAGE_ROOT, SHARED_DIR, DEFAULT_MODEL } from '../paths.js';

@@ -35,7 +35,7 @@ export function registerGenerate(program: Command): void {
     .action((f: GenerateFlags) => {
       const backend = backendFromOptions(f);
       const t0 = performance.now();
-      const { model, tokenizer, stopIds } = loadModel(f.model, { tokenizer: f.tokenizer, backend });
+      const { model, tokenizer, stopIds } = loadModel(f.model, { tokenizer: f.tokenizer, backend, weights: 'as-stored' });
       const loadMs = performance.now() - t0;
       const res = generate(
         model, tokenizer,

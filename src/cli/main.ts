@@ -6,9 +6,11 @@ import { EchoattError } from '../errors.js';
 import { registerGenerate } from './generate.js';
 import { registerConvert } from './convert.js';
 import { registerShare } from './share.js';
-import { registerAnalyze } from './analyze.js';
+import { registerEval } from './eval.js';
 import { registerHeadshare } from './headshare.js';
+import { registerAnalyze } from './analyze.js';
 import { registerDistill } from './distill.js';
+import { registerPipeline } from './pipeline.js';
 
 const program = new Command();
 program
@@ -20,9 +22,11 @@ program
 registerGenerate(program);
 registerConvert(program);
 registerShare(program);
-registerAnalyze(program);
+registerEval(program);
 registerHeadshare(program);
+registerAnalyze(program);
 registerDistill(program);
+registerPipeline(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -16,7 +16,7 @@
  *
  * @example
  * ```ts
- * import { distill } from 'echoatt';
+import { distill } from 'echoatt';
  * const res = await distill({
  *   teacher: '../shared/models/stories260K/stories260K.bin',
  *   plan: { format: 'echoatt-plan', version: 1, strategy: 'manual', groups: [{ anchor: 1, shared: [2, 3] }] },
@@ -49,6 +49,7 @@ import { Rng32 } from './rng.js';
 import { CHECKPOINT_FORMAT, CheckpointStateError, loadCheckpoint, readCheckpointState, saveCheckpoint, type TrainState } from './checkpoint.js';
 import { checkVocab, fingerprint, packDocuments, readSamples, sampleFromTeacher, textSequences, writeSamples, type TokenDataset } from './data.js';
 import { DEFAULT_LOSS, distillLoss, type LossWeights } from './loss.js';
+import { HalfWeight, requireF32 } from '../tensor/weight.js';
 
 /** Which student parameters train. */
 export type TrainSelection = 'all' | 'shared' | 'groups' | readonly number[];
@@ -222,13 +223,13 @@ export function evaluateLoss(model: LlamaModel, seqs: readonly Int32Array[], bat
 function detachFrom(m: LlamaModel, other: LlamaModel): void {
   const theirs = new Set<Float32Array>();
   const op = other.params;
-  for (const a of [op.embed, op.norm, op.lmHead]) theirs.add(a);
+  for (const a of [op.embed, op.norm, op.lmHead]) if (a instanceof Float32Array) theirs.add(a);
   for (const lp of op.layers) for (const a of Object.values(lp)) if (a instanceof Float32Array) theirs.add(a);
   const p = m.params;
   const copy = (a: Float32Array) => (theirs.has(a) && a.length ? a.slice() : a);
   const tied = p.lmHead === p.embed;
-  p.embed = copy(p.embed);
-  p.lmHead = tied ? p.embed : copy(p.lmHead);
+  p.embed = copy(requireF32(p.embed, 'distill student'));
+  p.lmHead = tied ? p.embed : copy(requireF32(p.lmHead, 'distill student'));
   p.norm = copy(p.norm);
   for (const lp of p.layers) {
     const rec = lp as unknown as Record<string, Float32Array | undefined>;
@@ -661,7 +662,9 @@ function teacherKey(m: LlamaModel): string {
   for (const ch of JSON.stringify(m.config)) mix(ch.charCodeAt(0));
   const bits = new Int32Array(1);
   const f = new Float32Array(bits.buffer);
-  const arrays = [m.params.embed, m.params.norm, m.params.lmHead, ...m.params.layers.flatMap((lp) => Object.values(lp).filter((a): a is Float32Array => a instanceof Float32Array))];
+  const arrays = [m.params.embed, m.params.norm, m.params.lmHead, ...m.params.layers.flatMap((lp) => Object.values(lp))]
+    .map((a) => (a instanceof HalfWeight ? a.bits : a))
+    .filter((a): a is Float32Array | Uint16Array => a instanceof Float32Array || a instanceof Uint16Array);
   for (const a of arrays) {
     const stride = Math.max(1, Math.floor(a.length / 256));
     for (let i = 0; i < a.length; i += stride) {

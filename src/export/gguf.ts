@@ -12,7 +12,7 @@
  * ```
  */
 import type { LlamaModel } from '../models/llama.js';
-import { llamaWeightsFromParams } from '../models/llama.js';
+import { llamaWeightsFromParams, toF32 } from '../models/llama.js';
 import { SharedLlamaModel } from '../models/shared-llama.js';
 import { unpermuteFromHalfRope } from '../io/llama2c.js';
 import { GgmlType, GgufType, writeGguf, type GgufTensorOut, type GgufValue } from '../io/gguf.js';
@@ -189,7 +189,7 @@ export function exportGguf(file: string, model: LlamaModel, tok: GgufTokenizer, 
 
   const tensors: GgufTensorOut[] = [];
   for (const [name, t] of llamaWeightsFromParams(c, model.params)) {
-    let data = t.data as Float32Array;
+    let data = toF32(t);
     const qk = /self_attn\.([qk])_proj\.weight$/.exec(name);
     if (qk && c.ropeStyle === 'half') {
       data = unpermuteFromHalfRope(data, qk[1] === 'q' ? c.numHeads : c.numKvHeads, c.headDim, c.hiddenSize);

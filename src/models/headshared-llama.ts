@@ -17,6 +17,7 @@
  * model.forward(ids);
  * ```
  */
+import { requireF32, type Weight } from '../tensor/weight.js';
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from './config.js';
 import type { KVCache } from './kvcache.js';
@@ -27,6 +28,7 @@ import {
 import { planFromConfig } from './sharing-plan.js';
 import type { StoredTensor } from '../tensor/tensor.js';
 import { ShapeError } from '../errors.js';
+import { attention } from '../nn/attention.js';
 
 export { HEAD_SHARING_CONFIG_KEY, headMapFromConfig };
 
@@ -56,6 +58,9 @@ export function headSharedConfig(config: LlamaConfig, map: HeadMap): Readonly<Ll
   validateHeadMap(map, config);
   return Object.freeze({ ...config, extra: Object.freeze({ ...config.extra, [HEAD_SHARING_CONFIG_KEY]: map }) });
 }
+
+/** Head-shared weights are views into other layers' f32 arrays. */
+const f32 = (w: Weight): Float32Array => requireF32(w, 'head-shared model');
 
 export class HeadSharedLlamaModel extends LlamaModel {
   readonly headMap: HeadMap;
@@ -151,15 +156,15 @@ export class HeadSharedLlamaModel extends LlamaModel {
       const bv = bias ? new Float32Array(U * D) : undefined;
       this.layout.qSrc[l].forEach(([sl, b], h) => {
         const s = p.layers[sl];
-        wq.set(s.wq.subarray(b * D * dim, (b + 1) * D * dim), h * D * dim);
+        wq.set(f32(s.wq).subarray(b * D * dim, (b + 1) * D * dim), h * D * dim);
         const ldo = this.layout.ownGroups[sl].length * (H / U) * D;
-        for (let r = 0; r < dim; r++) wo.set(s.wo.subarray(r * ldo + b * D, r * ldo + (b + 1) * D), r * H * D + h * D);
+        for (let r = 0; r < dim; r++) wo.set(f32(s.wo).subarray(r * ldo + b * D, r * ldo + (b + 1) * D), r * H * D + h * D);
         bq?.set(s.bq!.subarray(b * D, (b + 1) * D), h * D);
       });
       this.layout.kvSrc[l].forEach(([sl, b], g) => {
         const s = p.layers[sl];
-        wk.set(s.wk.subarray(b * D * dim, (b + 1) * D * dim), g * D * dim);
-        wv.set(s.wv.subarray(b * D * dim, (b + 1) * D * dim), g * D * dim);
+        wk.set(f32(s.wk).subarray(b * D * dim, (b + 1) * D * dim), g * D * dim);
+        wv.set(f32(s.wv).subarray(b * D * dim, (b + 1) * D * dim), g * D * dim);
         bk?.set(s.bk!.subarray(b * D, (b + 1) * D), g * D);
         bv?.set(s.bv!.subarray(b * D, (b + 1) * D), g * D);
       });
@@ -203,7 +208,7 @@ export class HeadSharedLlamaModel extends LlamaModel {
     }
     const out = new Float32Array(n * nh * d); // (B, T, H, D)
     const probs = hook ? new Float32Array(batch * nh * t * s) : undefined;
-    be.attention({
+    attention(be, {
       q, k: kAll, v: vAll, out, probs, batch, tq: t, s, nHeads: nh, nKvHeads: nkv, headDim: d, qPos0,
       scale: 1 / Math.sqrt(d), kvBatchStride,
     });
@@ -215,7 +220,7 @@ export class HeadSharedLlamaModel extends LlamaModel {
       const ldo = this.layout.ownGroups[r.srcLayer].length * G * d;
       be.gemm({
         m: n, n: dim, k: r.count * d, a: out, aOff: r.h0 * d, lda: nh * d,
-        b: this.params.layers[r.srcLayer].wo, transB: true, bOff: r.block * d, ldb: ldo, c: res, beta: i === 0 ? 0 : 1,
+        b: f32(this.params.layers[r.srcLayer].wo), transB: true, bOff: r.block * d, ldb: ldo, c: res, beta: i === 0 ? 0 : 1,
       });
     });
     return res;
@@ -229,7 +234,7 @@ export class HeadSharedLlamaModel extends LlamaModel {
     const ld = heads * d;
     for (const r of rs) {
       const sp = this.params.layers[r.srcLayer];
-      const w = which === 'q' ? sp.wq : which === 'k' ? sp.wk : sp.wv;
+      const w = f32(which === 'q' ? sp.wq : which === 'k' ? sp.wk : sp.wv);
       const cols = r.count * d;
       if (n === 1) be.matvec(w, xn, out.subarray(r.h0 * d, r.h0 * d + cols), cols, dim, r.block * d * dim);
       else be.gemm({ m: n, n: cols, k: dim, a: xn, b: w, transB: true, bOff: r.block * d * dim, ldb: dim, c: out, cOff: r.h0 * d, ldc: ld });
@@ -261,10 +266,10 @@ function compactLayer(c: Readonly<LlamaConfig>, lp: LlamaLayerParams, own: reado
   const bk = lp.bk ? new Float32Array(n * D) : undefined;
   const bv = lp.bv ? new Float32Array(n * D) : undefined;
   own.forEach((g, i) => {
-    wq.set(lp.wq.subarray(g * qRows * dim, (g + 1) * qRows * dim), i * qRows * dim);
-    wk.set(lp.wk.subarray(g * D * dim, (g + 1) * D * dim), i * D * dim);
-    wv.set(lp.wv.subarray(g * D * dim, (g + 1) * D * dim), i * D * dim);
-    for (let r = 0; r < dim; r++) wo.set(lp.wo.subarray(r * H * D + g * qRows, r * H * D + (g + 1) * qRows), r * n * qRows + i * qRows);
+    wq.set(f32(lp.wq).subarray(g * qRows * dim, (g + 1) * qRows * dim), i * qRows * dim);
+    wk.set(f32(lp.wk).subarray(g * D * dim, (g + 1) * D * dim), i * D * dim);
+    wv.set(f32(lp.wv).subarray(g * D * dim, (g + 1) * D * dim), i * D * dim);
+    for (let r = 0; r < dim; r++) wo.set(f32(lp.wo).subarray(r * H * D + g * qRows, r * H * D + (g + 1) * qRows), r * n * qRows + i * qRows);
     bq?.set(lp.bq!.subarray(g * qRows, (g + 1) * qRows), i * qRows);
     bk?.set(lp.bk!.subarray(g * D, (g + 1) * D), i * D);
     bv?.set(lp.bv!.subarray(g * D, (g + 1) * D), i * D);
@@ -282,8 +287,8 @@ export function headSharedWeights(model: HeadSharedLlamaModel): Map<string, Stor
   const G = H / U;
   const p = model.params;
   const out = new Map<string, StoredTensor>();
-  const put = (name: string, a: Float32Array | undefined, shape: number[]) => {
-    if (a && a.length) out.set(name, { dtype: 'f32', shape, data: a });
+  const put = (name: string, a: Weight | undefined, shape: number[]) => {
+    if (a && a.length) out.set(name, { dtype: 'f32', shape, data: f32(a) });
   };
   put('model.embed_tokens.weight', p.embed, [v, d]);
   p.layers.forEach((lp, l) => {

@@ -19,27 +19,30 @@ import type { LlamaConfig } from './config.js';
 import { KVCache, type LayerCacheSpec } from './kvcache.js';
 import { ropeTables, type RopeTables } from './rope.js';
 import { linear, swigluMlp, type MlpParams } from '../nn/layers.js';
+import { attention } from '../nn/attention.js';
 import type { StoredTensor } from '../tensor/tensor.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
+import { HalfWeight, weightRowsF32, type Weight } from '../tensor/weight.js';
 import { EchoattError, ShapeError } from '../errors.js';
 
 export interface LlamaLayerParams extends MlpParams {
   inputNorm: Float32Array; // (dim)
-  wq: Float32Array; // (H·D, dim)
-  wk: Float32Array; // (Hkv·D, dim)
-  wv: Float32Array; // (Hkv·D, dim)
-  wo: Float32Array; // (dim, H·D)
+  wq: Weight; // (H·D, dim)
+  wk: Weight; // (Hkv·D, dim)
+  wv: Weight; // (Hkv·D, dim)
+  wo: Weight; // (dim, H·D)
   bq?: Float32Array;
   bk?: Float32Array;
   bv?: Float32Array;
   postNorm: Float32Array; // (dim)
 }
 
+/** Matrices may be half precision (kept as loaded); norms and biases are always f32. */
 export interface LlamaParams {
-  embed: Float32Array; // (V, dim)
+  embed: Weight; // (V, dim)
   layers: LlamaLayerParams[];
   norm: Float32Array; // (dim)
-  lmHead: Float32Array; // (V, dim); the same array as `embed` when tied
+  lmHead: Weight; // (V, dim); the same object as `embed` when tied
 }
 
 /** Hugging Face names of one layer's tensors. */
@@ -65,6 +68,15 @@ export function layerTensorNames(i: number) {
 export function toF32(t: StoredTensor): Float32Array {
   if (t.data instanceof Float32Array) return t.data;
   return t.dtype === 'bf16' ? bf16ToF32(t.data) : f16ToF32(t.data);
+}
+
+/** How weight matrices are held in memory: widened to f32 (trainable), or as stored (f16/bf16 stay half). */
+export type WeightMode = 'f32' | 'as-stored';
+
+/** A stored matrix as a {@link Weight}: half-precision data stays half with `'as-stored'`. */
+export function toWeight(t: StoredTensor, mode: WeightMode): Weight {
+  if (mode === 'as-stored' && t.data instanceof Uint16Array && (t.dtype === 'f16' || t.dtype === 'bf16')) return new HalfWeight(t.dtype, t.data);
+  return toF32(t);
 }
 
 /** Per-layer attention probabilities, handed to a hook as soon as they are computed. */
@@ -97,8 +109,8 @@ export class LlamaModel {
   }
 
   /** Build from a name → tensor map (f16/bf16 widened to f32). Missing tensors throw an `E_CHECKPOINT` error listing them all. */
-  static fromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>, backend?: Backend): LlamaModel {
-    return new LlamaModel(config, llamaParamsFromWeights(config, weights), backend);
+  static fromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>, backend?: Backend, mode: WeightMode = 'f32'): LlamaModel {
+    return new LlamaModel(config, llamaParamsFromWeights(config, weights, mode), backend);
   }
 
   /** A cache with K and V for every layer. */
@@ -132,7 +144,7 @@ export class LlamaModel {
     for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) pos[b * t + i] = past + i;
 
     const x = new Float32Array(n * dim); // (N, dim) residual stream
-    be.embedding(this.params.embed, ids, x, c.vocabSize, dim);
+    this.embed(ids, x);
     const xn = new Float32Array(n * dim);
     for (let l = 0; l < c.numLayers; l++) {
       const lp = this.params.layers[l];
@@ -145,6 +157,21 @@ export class LlamaModel {
     }
     cache?.advance(t);
     return this.head(x, batch, t, opts.lastOnly ?? false);
+  }
+
+  /** Embedding rows of `ids` into `x` `(N, dim)`; half-precision tables are widened row by row. */
+  protected embed(ids: Int32Array, x: Float32Array): void {
+    const c = this.config;
+    const table = this.params.embed;
+    if (table instanceof Float32Array) {
+      this.backend.embedding(table, ids, x, c.vocabSize, c.hiddenSize);
+      return;
+    }
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) throw new ShapeError('embedding', `token id ${id} at position ${t} is outside [0, ${c.vocabSize})`);
+      x.set(weightRowsF32(table, c.hiddenSize, id, id + 1), t * c.hiddenSize);
+    }
   }
 
   /** Final norm and LM head; `x` `(B·T, dim)`. */
@@ -199,7 +226,7 @@ export class LlamaModel {
     }
     const out = new Float32Array(n * nh * d); // (B, T, H, D)
     const probs = hook ? new Float32Array(batch * nh * t * s) : undefined; // (B, H, T, S)
-    be.attention({
+    attention(be, {
       q, k: kAll, v: vAll, out, probs, batch, tq: t, s, nHeads: nh, nKvHeads: nkv, headDim: d, qPos0,
       scale: 1 / Math.sqrt(d), kvBatchStride,
     });
@@ -221,13 +248,14 @@ export class LlamaModel {
 }
 
 /**
- * The model's parameters as an HF-named tensor map (f32, arrays shared with the model, not copied).
+ * The model's parameters as an HF-named tensor map (in their in-memory dtype, arrays shared with the model, not copied).
  * Zero-length arrays (projections a shared-attention student does not have) are left out.
  */
 export function llamaWeightsFromParams(config: LlamaConfig, params: LlamaParams): Map<string, StoredTensor> {
   const out = new Map<string, StoredTensor>();
-  const put = (name: string, a: Float32Array | undefined, shape: number[]) => {
-    if (a && a.length) out.set(name, { dtype: 'f32', shape, data: a });
+  const put = (name: string, a: Weight | undefined, shape: number[]) => {
+    if (!a || !a.length) return;
+    out.set(name, a instanceof HalfWeight ? { dtype: a.dtype, shape, data: a.bits } : { dtype: 'f32', shape, data: a });
   };
   const { hiddenSize: d, numHeads: h, numKvHeads: kv, headDim: hd, intermediateSize: f, vocabSize: v } = config;
   put('model.embed_tokens.weight', params.embed, [v, d]);
@@ -252,39 +280,45 @@ export function llamaWeightsFromParams(config: LlamaConfig, params: LlamaParams)
 }
 
 /** Resolve the HF-named tensors of a checkpoint into typed per-layer parameters. */
-export function llamaParamsFromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>): LlamaParams {
+export function llamaParamsFromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>, mode: WeightMode = 'f32'): LlamaParams {
   const missing: string[] = [];
-  const get = (name: string, required = true): Float32Array | undefined => {
+  const lookup = (name: string, required: boolean): StoredTensor | undefined => {
     const t = weights.get(name);
-    if (!t) {
-      if (required) missing.push(name);
-      return undefined;
-    }
-    return toF32(t);
+    if (!t && required) missing.push(name);
+    return t;
+  };
+  // Vectors (norms, biases) are always f32; matrices follow `mode`.
+  const get = (name: string, required = true): Float32Array | undefined => {
+    const t = lookup(name, required);
+    return t ? toF32(t) : undefined;
+  };
+  const mat = (name: string): Weight | undefined => {
+    const t = lookup(name, true);
+    return t ? toWeight(t, mode) : undefined;
   };
   const empty = new Float32Array(0);
-  const embed = get('model.embed_tokens.weight') ?? empty;
+  const embed = mat('model.embed_tokens.weight') ?? empty;
   const layers: LlamaLayerParams[] = [];
   for (let i = 0; i < config.numLayers; i++) {
     const nm = layerTensorNames(i);
     const bias = config.attentionBias;
     layers.push({
       inputNorm: get(nm.inputNorm) ?? empty,
-      wq: get(nm.wq) ?? empty,
-      wk: get(nm.wk) ?? empty,
-      wv: get(nm.wv) ?? empty,
-      wo: get(nm.wo) ?? empty,
+      wq: mat(nm.wq) ?? empty,
+      wk: mat(nm.wk) ?? empty,
+      wv: mat(nm.wv) ?? empty,
+      wo: mat(nm.wo) ?? empty,
       bq: bias ? get(nm.bq) : undefined,
       bk: bias ? get(nm.bk) : undefined,
       bv: bias ? get(nm.bv) : undefined,
       postNorm: get(nm.postNorm) ?? empty,
-      wGate: get(nm.wGate) ?? empty,
-      wUp: get(nm.wUp) ?? empty,
-      wDown: get(nm.wDown) ?? empty,
+      wGate: mat(nm.wGate) ?? empty,
+      wUp: mat(nm.wUp) ?? empty,
+      wDown: mat(nm.wDown) ?? empty,
     });
   }
   const norm = get('model.norm.weight') ?? empty;
-  const lmHead = config.tieWordEmbeddings ? embed : get('lm_head.weight') ?? empty;
+  const lmHead = config.tieWordEmbeddings ? embed : mat('lm_head.weight') ?? empty;
   if (missing.length) throw new EchoattError('E_CHECKPOINT', `missing tensors: ${missing.join(', ')}`);
   return { embed, layers, norm, lmHead };
 }

@@ -10,7 +10,7 @@
 import { loadCheckpoint, type LoadedCheckpoint } from '../io/hf.js';
 import { Llama2cTokenizer, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { IoError } from '../io/errors.js';
-import { LlamaModel } from './llama.js';
+import { LlamaModel, type WeightMode } from './llama.js';
 import { SharedLlamaModel } from './shared-llama.js';
 import { planFromConfig } from './sharing-plan.js';
 import { HeadSharedLlamaModel, headMapFromConfig } from './headshared-llama.js';
@@ -24,7 +24,14 @@ export interface LoadedModel {
   stopIds: number[];
 }
 
-export function loadModel(modelPath: string, opts: { tokenizer?: string; backend?: Backend; strict?: boolean } = {}): LoadedModel {
+/**
+ * `weights`: `'f32'` (default) widens f16/bf16 matrices so the model can be trained; `'as-stored'` keeps them half
+ * precision (half the memory and bandwidth, inference only). Head-shared models are always f32.
+ */
+export function loadModel(
+  modelPath: string,
+  opts: { tokenizer?: string; backend?: Backend; strict?: boolean; weights?: WeightMode } = {},
+): LoadedModel {
   const checkpoint = loadCheckpoint(modelPath, { strict: opts.strict });
   const tokPath = opts.tokenizer ?? checkpoint.tokenizerPath;
   if (!tokPath) throw new IoError(modelPath, 'no tokenizer found next to the model; pass one with --tokenizer');
@@ -34,8 +41,8 @@ export function loadModel(modelPath: string, opts: { tokenizer?: string; backend
   const model = headMapFromConfig(checkpoint.config, modelPath)
     ? HeadSharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend)
     : planFromConfig(checkpoint.config, modelPath)
-      ? SharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend)
-      : LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend);
+      ? SharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend, opts.weights)
+      : LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend, opts.weights);
   const stopIds = [...tokenizer.eosIds];
   if (tokenizer instanceof Llama2cTokenizer && tokenizer.bosId !== null) stopIds.push(tokenizer.bosId);
   return { model, tokenizer, checkpoint, stopIds };

@@ -17,9 +17,10 @@
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from './config.js';
 import { KVCache, type LayerCacheSpec } from './kvcache.js';
-import { LlamaModel, llamaParamsFromWeights, type AttentionProbsHook, type ForwardOptions, type LlamaParams } from './llama.js';
+import { LlamaModel, llamaParamsFromWeights, type WeightMode, type AttentionProbsHook, type ForwardOptions, type LlamaParams } from './llama.js';
 import { anchorMap, planFromConfig, validatePlan, PlanError, SHARING_CONFIG_KEY, type SharingPlan } from './sharing-plan.js';
 import { linear } from '../nn/layers.js';
+import { probsTimesV } from '../nn/attention.js';
 import type { StoredTensor } from '../tensor/tensor.js';
 
 export { SHARING_CONFIG_KEY, planFromConfig };
@@ -60,7 +61,7 @@ export class SharedLlamaModel extends LlamaModel {
   }
 
   /** Load a student from a name → tensor map whose config records the plan (q/k of shared layers must be absent). */
-  static override fromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>, backend?: Backend): SharedLlamaModel {
+  static override fromWeights(config: LlamaConfig, weights: ReadonlyMap<string, StoredTensor>, backend?: Backend, mode: WeightMode = 'f32'): SharedLlamaModel {
     const plan = planFromConfig(config);
     if (!plan) throw new PlanError('SharedLlamaModel.fromWeights', `config has no '${SHARING_CONFIG_KEY}' plan`);
     const anchorOf = anchorMap(plan, config.numLayers);
@@ -74,7 +75,7 @@ export class SharedLlamaModel extends LlamaModel {
         if (config.attentionBias) withPlaceholders.set(`model.layers.${l}.self_attn.${w}_proj.bias`, placeholder);
       }
     }
-    const params = llamaParamsFromWeights(config, withPlaceholders);
+    const params = llamaParamsFromWeights(config, withPlaceholders, mode);
     params.layers.forEach((lp, l) => {
       if (anchorOf[l] >= 0) Object.assign(lp, { wq: EMPTY, wk: EMPTY, bq: undefined, bk: undefined });
     });
@@ -134,7 +135,7 @@ export class SharedLlamaModel extends LlamaModel {
       kvBatchStride = cache.batchStride;
     }
     const out = new Float32Array(n * nh * d); // (B, T, H, D)
-    be.probsTimesV({ probs, v: vAll, out, batch, tq: t, s, nHeads: nh, nKvHeads: nkv, headDim: d, kvBatchStride });
+    probsTimesV(be, { probs, v: vAll, out, batch, tq: t, s, nHeads: nh, nKvHeads: nkv, headDim: d, kvBatchStride }, s - t);
     hook?.(l, probs, { batch, tq: t, s });
     if (this.lastDependent.get(anchor) === l) this.live.delete(anchor);
     return linear(be, out, lp.wo, undefined, n, nh * d, dim);

@@ -24,6 +24,7 @@
  */
 import path from 'node:path';
 import { LlamaModel } from '../models/llama.js';
+import { requireF32 } from '../tensor/weight.js';
 import { HeadSharedLlamaModel, headSharedWeights } from '../models/headshared-llama.js';
 import { combinationRefusal, HeadMapError, makeHeadMap, type HeadMap, type HeadShareEntry } from '../models/head-map.js';
 import { SharedLlamaModel } from '../models/shared-llama.js';
@@ -118,7 +119,7 @@ export function headSimilarity(model: LlamaModel, strategy: HeadShareStrategy = 
   const parts = [...strategy] as ('q' | 'k' | 'v')[];
   const arr = (l: number, p: 'q' | 'k' | 'v') => {
     const lp = model.params.layers[l];
-    return p === 'q' ? lp.wq : p === 'k' ? lp.wk : lp.wv;
+    return requireF32(p === 'q' ? lp.wq : p === 'k' ? lp.wk : lp.wv, 'head similarity');
   };
   const unitLen = (p: 'q' | 'k' | 'v') => (p === 'q' ? G : 1) * D * dim;
   // Squared norms per unit (f64).

@@ -34,6 +34,7 @@ import { OptionError } from '../errors.js';
 import {
   headShareReport, headSimilarity, selectHeadSharing, validateHeadShareOptions, type HeadShareReport, type HeadShareStrategy, type HeadSelection,
 } from './headshare.js';
+import { requireF32 } from '../tensor/weight.js';
 
 export type PenaltyKind = 'fro' | 'mse';
 
@@ -217,13 +218,13 @@ function check(flag: string, v: number, ok: boolean, want: string): void {
 /** A copy of `m` with its own arrays (tied embeddings stay tied). */
 function cloneModel(m: LlamaModel): LlamaModel {
   const p = m.params;
-  const embed = p.embed.slice();
+  const embed = requireF32(p.embed, 'PostShare').slice();
   const layers = p.layers.map((lp): LlamaLayerParams => {
     const out = { ...lp } as unknown as Record<string, Float32Array | undefined>;
     for (const [k, v] of Object.entries(lp)) out[k] = v instanceof Float32Array ? v.slice() : v;
     return out as unknown as LlamaLayerParams;
   });
-  return new LlamaModel(m.config, { embed, layers, norm: p.norm.slice(), lmHead: p.lmHead === p.embed ? embed : p.lmHead.slice() }, m.backend);
+  return new LlamaModel(m.config, { embed, layers, norm: p.norm.slice(), lmHead: p.lmHead === p.embed ? embed : requireF32(p.lmHead, 'PostShare').slice() }, m.backend);
 }
 
 /** PostShare: select pairs on the original weights, post-train a copy with the penalty, then share (original untouched). */

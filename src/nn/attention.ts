@@ -1,0 +1,80 @@
+/**
+ * Prefill attention through GEMM. For many query rows, the backend's row-at-a-time attention kernel runs far
+ * below GEMM speed; here each (sequence, head) is processed in blocks of query rows: scores = Q·Kᵀ (one GEMM over
+ * the visible keys only), causal softmax, out = P·V (one GEMM). A block's scores are the only scratch, so no
+ * `T × S` matrix is held unless the caller asks for the probabilities. Short steps (decode) use the kernel as is.
+ * Same semantics as `Backend.attention` / `Backend.probsTimesV` (tests hold them equal).
+ */
+import type { AttentionParams, Backend, ProbsTimesVParams } from '../backend/backend.js';
+
+/** Query rows below this use the backend's fused kernel directly. */
+const MIN_ROWS = 32;
+/** Query rows per block: scratch is BLOCK × S floats. */
+const BLOCK = 128;
+
+export function attention(be: Backend, p: AttentionParams): void {
+  const { q, k, v, out, batch, tq, s, nHeads: H, nKvHeads: Hkv, headDim: D, qPos0, scale, probs } = p;
+  if (tq < MIN_ROWS) {
+    be.attention(p);
+    return;
+  }
+  const group = H / Hkv;
+  const kvStride = p.kvBatchStride ?? s * Hkv * D;
+  const scratch = new Float32Array(Math.min(BLOCK, tq) * s);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < H; h++) {
+      const kh = Math.floor(h / group);
+      for (let r0 = 0; r0 < tq; r0 += BLOCK) {
+        const rows = Math.min(BLOCK, tq - r0);
+        const cols = Math.min(s, qPos0 + r0 + rows); // keys visible to the block's last row
+        const sc = scratch.subarray(0, rows * cols);
+        be.gemm({
+          m: rows, n: cols, k: D, alpha: scale, transB: true,
+          a: q, aOff: ((b * tq + r0) * H + h) * D, lda: H * D,
+          b: k, bOff: b * kvStride + kh * D, ldb: Hkv * D,
+          c: sc, ldc: cols,
+        });
+        be.softmax(sc, sc, rows, cols, qPos0 + r0);
+        be.gemm({
+          m: rows, n: D, k: cols,
+          a: sc, lda: cols,
+          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D,
+          c: out, cOff: ((b * tq + r0) * H + h) * D, ldc: H * D,
+        });
+        if (probs) {
+          for (let r = 0; r < rows; r++) {
+            const o = ((b * H + h) * tq + r0 + r) * s;
+            probs.set(sc.subarray(r * cols, (r + 1) * cols), o);
+            probs.fill(0, o + cols, o + s);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** `out = P · V` for shared layers, by GEMM over row blocks (skipping the causally masked columns). */
+export function probsTimesV(be: Backend, p: ProbsTimesVParams, qPos0: number): void {
+  const { probs, v, out, batch, tq, s, nHeads: H, nKvHeads: Hkv, headDim: D } = p;
+  if (tq < MIN_ROWS) {
+    be.probsTimesV(p);
+    return;
+  }
+  const group = H / Hkv;
+  const kvStride = p.kvBatchStride ?? s * Hkv * D;
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < H; h++) {
+      const kh = Math.floor(h / group);
+      for (let r0 = 0; r0 < tq; r0 += BLOCK) {
+        const rows = Math.min(BLOCK, tq - r0);
+        const cols = Math.min(s, qPos0 + r0 + rows);
+        be.gemm({
+          m: rows, n: D, k: cols,
+          a: probs, aOff: ((b * H + h) * tq + r0) * s, lda: s,
+          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D,
+          c: out, cOff: ((b * tq + r0) * H + h) * D, ldc: H * D,
+        });
+      }
+    }
+  }
+}
