@@ -6,6 +6,7 @@
  * `--prefill 512,2048`.
  */
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../src/backend/index.js';
 import { LlamaModel } from '../src/models/llama.js';
@@ -45,6 +46,12 @@ interface ChildResult {
   kvBytesPerToken: number;
   kvBytesAtMax: number;
   peakRssGiB: number;
+}
+
+/** Peak resident memory of this process: VmHWM (getrusage's maxrss is inherited from the parent across exec). */
+function peakRss(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 / 1024 : process.resourceUsage().maxRSS / 1024 / 1024;
 }
 
 function tokens(n: number, vocab: number, seed: number): Int32Array {
@@ -95,7 +102,7 @@ function child(which: 'teacher' | 'student'): void {
     decodeTokPerS,
     kvBytesPerToken: model.newCache(1, 1).bytesPerToken(),
     kvBytesAtMax,
-    peakRssGiB: process.resourceUsage().maxRSS / 1024 / 1024,
+    peakRssGiB: peakRss(),
   };
   process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
 }

@@ -50,6 +50,12 @@ function benchPlan(L: number): SharingPlan {
   return makePlan('manual', [{ anchor: mid - 1, shared: [mid] }]);
 }
 
+/** Peak resident memory of this process: VmHWM (getrusage's maxrss is inherited from the parent across exec). */
+function peakRssGiB(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 / 1024 : process.resourceUsage().maxRSS / 1024 / 1024;
+}
+
 function tokens(n: number, vocab: number, seed: number): Int32Array {
   const out = new Int32Array(n);
   let s = seed;
@@ -134,7 +140,7 @@ function echoChild(): void {
     for (let i = p0; i < c; i++) model.forward(toks.subarray(i, i + 1), { cache, lastOnly: true });
     res.decode[c] = (decodeSteps * 1000) / (performance.now() - t0);
   }
-  res.peakRssGiB = process.resourceUsage().maxRSS / 1024 / 1024;
+  res.peakRssGiB = peakRssGiB();
   process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
 }
 

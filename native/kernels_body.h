@@ -443,6 +443,51 @@ static inline void half_to_f32(const uint16_t* src, float* dst, int64_t n, bool 
 // Rows of W per task: the widened block (kHalfRows × k floats) stays in L1/L2 while every row of x uses it.
 constexpr int64_t kHalfRows = 4;
 
+#if defined(ECHOATT_ISA_AVX2)
+// Eight half values widened in registers (F16C for f16, a 16-bit shift for bf16).
+static inline __m256 load_half8(const uint16_t* p, bool bf16) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+
+// Four half rows of W dotted with x, converting in registers: W is read once at 2 bytes per weight.
+static inline void matvec_half_rows4(const uint16_t* w, int64_t k, const float* x, bool bf16, float out[4]) {
+  const uint16_t* w0 = w;
+  const uint16_t* w1 = w + k;
+  const uint16_t* w2 = w + 2 * k;
+  const uint16_t* w3 = w + 3 * k;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  int64_t j = 0;
+  for (; j + 16 <= k; j += 16) {
+    ECHOATT_PREFETCH(w0 + j + 2 * kPrefetchAhead);
+    ECHOATT_PREFETCH(w1 + j + 2 * kPrefetchAhead);
+    ECHOATT_PREFETCH(w2 + j + 2 * kPrefetchAhead);
+    ECHOATT_PREFETCH(w3 + j + 2 * kPrefetchAhead);
+    const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+    a0 = _mm256_fmadd_ps(load_half8(w0 + j, bf16), x0, a0);
+    a1 = _mm256_fmadd_ps(load_half8(w1 + j, bf16), x0, a1);
+    a2 = _mm256_fmadd_ps(load_half8(w2 + j, bf16), x0, a2);
+    a3 = _mm256_fmadd_ps(load_half8(w3 + j, bf16), x0, a3);
+    b0 = _mm256_fmadd_ps(load_half8(w0 + j + 8, bf16), x1, b0);
+    b1 = _mm256_fmadd_ps(load_half8(w1 + j + 8, bf16), x1, b1);
+    b2 = _mm256_fmadd_ps(load_half8(w2 + j + 8, bf16), x1, b2);
+    b3 = _mm256_fmadd_ps(load_half8(w3 + j + 8, bf16), x1, b3);
+  }
+  out[0] = hsum8({_mm256_add_ps(a0, b0)});
+  out[1] = hsum8({_mm256_add_ps(a1, b1)});
+  out[2] = hsum8({_mm256_add_ps(a2, b2)});
+  out[3] = hsum8({_mm256_add_ps(a3, b3)});
+  if (j < k) {  // tail of fewer than 16 columns: widen it and finish in scalar
+    float tail[16];
+    const uint16_t* rows[4] = {w0, w1, w2, w3};
+    for (int q = 0; q < 4; ++q) {
+      half_to_f32(rows[q] + j, tail, k - j, bf16);
+      for (int64_t t = 0; t < k - j; ++t) out[q] += tail[t] * x[j + t];
+    }
+  }
+}
+#endif
+
 static void matmul_half(const float* x, const uint16_t* w, bool bf16, float* out, int64_t rows, int64_t n,
                         int64_t k) {
   if (rows <= kGemmSmallM) {
@@ -453,6 +498,14 @@ static void matmul_half(const float* x, const uint16_t* w, bool bf16, float* out
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t i = kHalfRows * b;
         const int64_t nr = min64(kHalfRows, n - i);
+#if defined(ECHOATT_ISA_AVX2)
+        if (rows == 1 && nr == kHalfRows) {
+          float acc[4];
+          matvec_half_rows4(w + i * k, k, x, bf16, acc);
+          for (int q = 0; q < 4; ++q) out[i + q] = acc[q];
+          continue;
+        }
+#endif
         half_to_f32(w + i * k, buf, nr * k, bf16);
         for (int64_t r = 0; r < rows; ++r) {
           if (nr == kHalfRows) {
