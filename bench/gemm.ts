@@ -8,6 +8,9 @@
  * libopenblas-dev) with OPENBLAS_NUM_THREADS set; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are passed through as found.
  * Matvec 1×2048×5632 rotates through weight matrices totalling more than the last-level cache, so it measures
  * DRAM streaming, next to the copy bandwidth of the same machine.
+ * matmulHalf (weights kept as f16 / bf16 bits, widened in registers): decode 1×2048×5632 in GB/s of W read (2 bytes
+ * per weight) beside the f32 matvec (4 bytes per weight), measured in alternating rounds with it; prefill
+ * 512×2048×2048 in GFLOP/s beside f32 SGEMM in the same layout (NT, y = x·Wᵀ).
  * Env: BENCH_REPS (timed repetitions per round, default 7), BENCH_ROUNDS (alternating rounds, default 3).
  */
 import { spawnSync } from 'node:child_process';
@@ -16,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNativeBackend, nativeLoadError } from '../src/backend/native.js';
+import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const cacheDir = path.join(here, '.cache');
@@ -93,7 +97,7 @@ console.log(`echoatt native GEMM / matvec benchmark`);
 console.log(`cpu: ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} logical), simd: ${be.simd}, node ${process.version}`);
 console.log(
   `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'} OPENBLAS_L2_SIZE=${process.env.OPENBLAS_L2_SIZE ?? '(unset)'}` +
-    ` (passed through unchanged); best of ${REPS} runs after warm-up, ${process.env.BENCH_ROUNDS ?? 3} alternating rounds for SGEMM\n`,
+    ` (passed through unchanged); best of ${REPS} runs after warm-up, ${process.env.BENCH_ROUNDS ?? 3} alternating rounds per table\n`,
 );
 
 // ---- SGEMM ------------------------------------------------------------------------------------------------------
@@ -145,16 +149,70 @@ const dst = new Float32Array(copyN);
 const copySecs = best(() => dst.set(src), REPS, 1);
 const copyGBs = (2 * copyN * 4) / copySecs / 1e9;
 
+// Half-precision copies of the same kind of weights: as many matrices again as needed to exceed the cache.
+const hBytes = MN * MK * 2;
+const nH = Math.max(3, Math.ceil((2 * llcBytes) / hBytes));
+const halves = {
+  f16: Array.from({ length: nH }, (_, i) => f32ToF16(randomArray(MN * MK, 40 + i))),
+  bf16: Array.from({ length: nH }, (_, i) => f32ToBf16(randomArray(MN * MK, 40 + i))),
+};
+let nextH = 0;
+
 const mvRows: string[][] = [];
+const halfRows: string[][] = [];
 for (const t of THREADS) {
   be.setThreads(t);
-  // One "rep" sweeps every matrix once so each call streams cold weights.
-  const secs = best(() => {
-    for (let i = 0; i < nW; i++) matvecOnce();
-  }) / nW;
-  const gbs = wBytes / secs / 1e9;
-  mvRows.push([`1x${MK}x${MN} (${nW} × ${(wBytes / 2 ** 20).toFixed(0)} MiB)`, String(t), fmt(gbs), fmt(copyGBs), `${(gbs / copyGBs).toFixed(2)}x`, fmt(secs * 1e3, 2)]);
+  // One "rep" sweeps every matrix once so each call streams cold weights. Rounds alternate f32 / f16 / bf16 so a
+  // burst of background load hits all three; each keeps its best.
+  let f32Secs = Infinity;
+  const halfSecs = { f16: Infinity, bf16: Infinity };
+  for (let r = 0; r < ROUNDS; r++) {
+    f32Secs = Math.min(f32Secs, best(() => {
+      for (let i = 0; i < nW; i++) matvecOnce();
+    }) / nW);
+    for (const dt of ['f16', 'bf16'] as const) {
+      halfSecs[dt] = Math.min(halfSecs[dt], best(() => {
+        for (let i = 0; i < nH; i++) be.matmulHalf(x, halves[dt][nextH++ % nH], dt, y, 1, MN, MK);
+      }) / nH);
+    }
+  }
+  const gbs = wBytes / f32Secs / 1e9;
+  mvRows.push([`1x${MK}x${MN} (${nW} × ${(wBytes / 2 ** 20).toFixed(0)} MiB)`, String(t), fmt(gbs), fmt(copyGBs), `${(gbs / copyGBs).toFixed(2)}x`, fmt(f32Secs * 1e3, 2)]);
+  halfRows.push([`f32 matvec (${nW} × ${(wBytes / 2 ** 20).toFixed(0)} MiB)`, String(t), fmt(gbs), '1.00x', fmt(f32Secs * 1e3, 3), '1.00x']);
+  for (const dt of ['f16', 'bf16'] as const) {
+    const hgbs = hBytes / halfSecs[dt] / 1e9;
+    halfRows.push([
+      `${dt} matmulHalf (${nH} × ${(hBytes / 2 ** 20).toFixed(0)} MiB)`, String(t), fmt(hgbs), `${(hgbs / gbs).toFixed(2)}x`,
+      fmt(halfSecs[dt] * 1e3, 3), `${(f32Secs / halfSecs[dt]).toFixed(2)}x`,
+    ]);
+  }
 }
 console.log('\nDecode matvec, W (5632, 2048) streamed from DRAM (GB/s = bytes of W read per second)');
 table(['shape', 'threads', 'GB/s', 'copy r+w GB/s', 'ratio', 'ms/call'], mvRows);
 console.log(`copy: ${(copyN * 4 / 2 ** 20).toFixed(0)} MiB TypedArray.set, ${fmt(copyGBs / 2)} GB/s copied = ${fmt(copyGBs)} GB/s of read + write traffic`);
+
+console.log(`\nDecode matmulHalf 1x${MK}x${MN}, half-precision W widened in registers (GB/s = bytes of W read per second)`);
+table(['kernel', 'threads', 'GB/s', 'GB/s vs f32', 'ms/call', 'tokens/s vs f32'], halfRows);
+
+// ---- Prefill matmulHalf -------------------------------------------------------------------------------------------
+// y = x·Wᵀ with W (N, K) as half bits: the SGEMM driver widens W while packing its B panels.
+const wPre = randomArray(N * K, 2);
+const wPreHalf = { f16: f32ToF16(wPre), bf16: f32ToBf16(wPre) };
+const preRows: string[][] = [];
+for (const t of THREADS) {
+  be.setThreads(t);
+  let f32 = 0;
+  const half = { f16: 0, bf16: 0 };
+  for (let r = 0; r < ROUNDS; r++) {
+    f32 = Math.max(f32, flops / best(() => be.gemm({ m: M, n: N, k: K, a, b: wPre, c, transB: true })) / 1e9);
+    for (const dt of ['f16', 'bf16'] as const) {
+      half[dt] = Math.max(half[dt], flops / best(() => be.matmulHalf(a, wPreHalf[dt], dt, c, M, N, K)) / 1e9);
+    }
+  }
+  preRows.push([
+    `${M}x${N}x${K}`, String(t), fmt(f32), fmt(half.f16), fmt(half.bf16), `${(half.f16 / f32).toFixed(2)}x`,
+    `${(half.bf16 / f32).toFixed(2)}x`,
+  ]);
+}
+console.log(`\nPrefill matmulHalf (GFLOP/s), y = x·Wᵀ: f32 SGEMM NT vs W as f16 / bf16 (widened while packing B)`);
+table(['m×n×k', 'threads', 'f32 NT', 'f16', 'bf16', 'f16/f32', 'bf16/f32'], preRows);

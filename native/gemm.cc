@@ -9,6 +9,7 @@
 // Threads get disjoint rectangles of C (or whole batch entries), each packing its own panels, so there is no
 // synchronisation inside a product and no shared mutable state. Packing costs O(mk + kn) against O(mnk) flops.
 // Packing is baseline code (SSE2 at most) shared by every ISA: it is a small, memory-bound fraction of the time.
+// A half-precision B (matmulHalf) is packed by the active table's pack_b_half instead, which widens as it packs.
 // Packed panels live in per-thread buffers that are kept between calls (at most KC·NC + MC·KC floats, a few MB).
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,14 @@ void pack_b(const GemmArgs& g, const float* b, int64_t p0, int64_t kc, int64_t j
   }
 }
 
+// pack_b for a half-precision B (g.b_half, always transposed): the active table's pack_b_half widens each panel.
+void pack_b_half(const GemmArgs& g, const Kernels& kern, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t jr = 0; jr < nc; jr += NR, dst += NR * kc) {
+    const int cols = (int)(nc - jr < NR ? nc - jr : NR);
+    kern.pack_b_half(g.b_half + (j0 + jr) * g.ldb + p0, g.ldb, g.b_bf16, kc, cols, dst);
+  }
+}
+
 // C[m0:m1, n0:n1] of one batch entry.
 void gemm_tile(const GemmArgs& g, const Kernels& kern, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const Blocking bl = blocking();
@@ -187,7 +196,11 @@ void gemm_tile(const GemmArgs& g, const Kernels& kern, int64_t bi, int64_t m0, i
       const int64_t kc = g.k - pc < kc_max ? g.k - pc : kc_max;
       const float beta = pc == 0 ? g.beta : 1.f;  // later k blocks accumulate onto the first
       const float alpha = g.alpha;
-      pack_b(g, b, pc, kc, jc, nc, bpack);
+      if (g.b_half) {
+        pack_b_half(g, kern, pc, kc, jc, nc, bpack);
+      } else {
+        pack_b(g, b, pc, kc, jc, nc, bpack);
+      }
       for (int64_t ic = m0; ic < m1; ic += bl.mc) {
         const int64_t mc = m1 - ic < bl.mc ? m1 - ic : bl.mc;
         pack_a(g, a, ic, mc, pc, kc, apack);
@@ -221,7 +234,7 @@ void gemm(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   if (g.k == 0) return scale_c(g);
   const Kernels& kern = kernels();
-  if (g.m <= kGemmSmallM) return kern.gemm_small_m(g);
+  if (g.m <= kGemmSmallM && !g.b_half) return kern.gemm_small_m(g);
 
   // Below ~2 MFLOP per call the pool round-trip is not worth it.
   const double flops = 2.0 * (double)g.m * (double)g.n * (double)g.k * (double)g.batch;

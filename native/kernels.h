@@ -17,6 +17,11 @@ struct GemmArgs {
   int64_t lda, ldb, ldc;
   float alpha, beta;
   int64_t batch, stride_a, stride_b, stride_c;
+  // Half-precision B (matmulHalf prefill): when set, B is these f16 / bf16 bits instead of `b`, with trans_b
+  // (B = Wᵀ, W (n, k) row-major at stride ldb); panels are widened to f32 while packed (the small-m path is not
+  // used for it: matmul_half streams small m itself).
+  const uint16_t* b_half = nullptr;
+  bool b_bf16 = false;
 };
 
 struct AttentionArgs {
@@ -69,6 +74,9 @@ struct Kernels {
   void (*matvec)(const float* w, const float* x, float* y, int64_t n, int64_t k, bool accumulate);
   // out (rows, n) = x (rows, k) · Wᵀ with W (n, k) stored as f16 or bf16 bits.
   void (*matmul_half)(const float* x, const uint16_t* w, bool bf16, float* out, int64_t rows, int64_t n, int64_t k);
+  // Packs one NR-column SGEMM panel of B = Wᵀ from half bits, widening: dst[p·NR + c] = W[c, p] (W rows at stride
+  // ldw) for p < kc, c < cols; columns c ≥ cols are zero.
+  void (*pack_b_half)(const uint16_t* w, int64_t ldw, bool bf16, int64_t kc, int cols, float* dst);
   void (*rmsnorm)(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps);
   void (*rmsnorm_backward)(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
                            int64_t dim, float eps);

@@ -392,153 +392,230 @@ static void matvec(const float* w, const float* x, float* y, int64_t n, int64_t 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Half-precision weights (f16 / bf16 bits, as stored in checkpoints)
+// Half-precision weights (f16 / bf16 bits, as stored in checkpoints): out (rows, n) = x (rows, k) · Wᵀ.
+//
+// Decode (rows ≤ 16): W is streamed once at 2 bytes per weight and widened in registers (F16C for f16, a 16-bit
+// shift for bf16), a block of 3–4 rows of W against every row of x (four at a time), threads splitting W's rows.
+// Prefill: the blocked SGEMM (gemm.cc) with B = Wᵀ read as half bits; pack_b_half widens while it packs each
+// KC×NR panel, so the conversion is amortised over every row of x and the micro-kernel is the f32 one.
 
-// Widen n half values to f32. AVX2 builds use F16C for f16 and a 16-bit shift for bf16.
-static inline void half_to_f32(const uint16_t* src, float* dst, int64_t n, bool bf16) {
-  int64_t i = 0;
+// Exact scalar widening for every input (zeros, subnormals, ±inf, NaN payloads); branch-free so that loops over it
+// vectorise in the portable build.
+static inline float f16_to_f32(uint32_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, e = h & 0x7c00u, em = (h & 0x7fffu) << 13;
+  const float sub = (float)(h & 0x3ffu) * 0x1p-24f;  // subnormal: mantissa · 2^-24, exact (≤ 10 significant bits)
+  uint32_t sub_bits;
+  memcpy(&sub_bits, &sub, 4);
+  // normal: rebias the exponent by 127 − 15; inf / NaN: all-ones exponent, mantissa (payload) kept
+  const uint32_t mag = e == 0x7c00u ? (em | 0x7f800000u) : e == 0 ? sub_bits : em + 0x38000000u;
+  const uint32_t bits = sign | mag;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+static inline float bf16_to_f32(uint32_t h) {
+  const uint32_t bits = h << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+template <bool BF>
+static inline float half1(uint16_t h) {
+  return BF ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
 #if defined(ECHOATT_ISA_AVX2)
-  if (bf16) {
-    for (; i + 8 <= n; i += 8) {
-      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-      _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+template <bool BF>
+static inline __m256 cvt_half8(__m128i h) {
+  return BF ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+#endif
+
+// Eight half values widened to one F8.
+template <bool BF>
+static inline F8 load_half8(const uint16_t* p) {
+#if defined(ECHOATT_ISA_AVX2)
+  return {cvt_half8<BF>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+#else
+  F8 r;
+  for (int i = 0; i < 8; ++i) r.v[i] = half1<BF>(p[i]);
+  return r;
+#endif
+}
+
+// NW rows of W (row stride k) against R rows of x (row stride k): out[r·ldo + q] = W[q]·x[r].
+// NW·R·U accumulator chains (8 or 12) hide the FMA latency; x (R·k floats) stays in L1 across the NW rows.
+// One software prefetch per 64-byte line of each W row, 2 KB ahead: the hardware prefetcher alone leaves DRAM
+// bandwidth unused (as in the f32 matvec).
+constexpr int64_t kHalfPrefetchAhead = 1024;  // halves
+template <bool BF, int NW, int R>
+static inline void half_rows(const uint16_t* w, int64_t k, const float* x, float* out, int64_t ldo) {
+  constexpr int U = NW * R >= 8 ? 1 : 2;
+  F8 acc[U][NW][R];
+  for (int u = 0; u < U; ++u)
+    for (int q = 0; q < NW; ++q)
+      for (int r = 0; r < R; ++r) acc[u][q][r] = zero8();
+  auto step = [&](int64_t j, int u) {
+    F8 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = load8(x + r * k + j);
+    for (int q = 0; q < NW; ++q) {
+      const F8 wv = load_half8<BF>(w + q * k + j);
+      for (int r = 0; r < R; ++r) acc[u][q][r] = fma8(wv, xv[r], acc[u][q][r]);
     }
-  } else {
-    for (; i + 8 <= n; i += 8) {
-      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  };
+  int64_t j = 0;
+  for (; j + 32 <= k; j += 32) {
+    {
+      // Past the end of this block's rows, prefetch the start of the next block's (the rows are 4 KB for k = 2048,
+      // so without this half of every row would start cold): +1.25× single-threaded.
+      const int64_t ahead = j + kHalfPrefetchAhead < k ? j + kHalfPrefetchAhead : j + kHalfPrefetchAhead + (NW - 1) * k;
+      for (int q = 0; q < NW; ++q) ECHOATT_PREFETCH(w + q * k + ahead);
+    }
+    step(j, 0);
+    step(j + 8, 1 % U);
+    step(j + 16, 0);
+    step(j + 24, 1 % U);
+  }
+  for (; j + 8 <= k; j += 8) step(j, 0);
+  for (int q = 0; q < NW; ++q) {
+    for (int r = 0; r < R; ++r) {
+      F8 a = acc[0][q][r];
+      if (U > 1) a = a + acc[U - 1][q][r];
+      float s = hsum8(a);
+      for (int64_t t = j; t < k; ++t) s += half1<BF>(w[q * k + t]) * x[r * k + t];
+      out[r * ldo + q] = s;
     }
   }
-#endif
-  for (; i < n; ++i) {
-    const uint32_t h = src[i];
-    uint32_t bits;
-    if (bf16) {
-      bits = h << 16;
-    } else {
-      const uint32_t sign = (h & 0x8000u) << 16;
-      uint32_t exp = (h >> 10) & 0x1f;
-      uint32_t mant = h & 0x3ff;
-      if (exp == 0) {
-        if (mant == 0) {
-          bits = sign;
-        } else {  // subnormal: normalise
-          exp = 127 - 15 + 1;
-          while (!(mant & 0x400)) {
-            mant <<= 1;
-            --exp;
-          }
-          bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-        }
-      } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (mant << 13);
+}
+
+// One block of NW rows of W against all `rows` rows of x, four rows of x at a time: after the first group the block
+// (NW·k halves) is re-read from L1/L2, so W still crosses the memory bus once.
+template <bool BF, int NW>
+static inline void half_block(const uint16_t* w, int64_t k, const float* x, int64_t rows, float* out, int64_t ldo) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    const float* xr = x + r0 * k;
+    float* o = out + r0 * ldo;
+    switch (min64(4, rows - r0)) {
+      case 1: half_rows<BF, NW, 1>(w, k, xr, o, ldo); break;
+      case 2: half_rows<BF, NW, 2>(w, k, xr, o, ldo); break;
+      case 3: half_rows<BF, NW, 3>(w, k, xr, o, ldo); break;
+      default: half_rows<BF, NW, 4>(w, k, xr, o, ldo); break;
+    }
+  }
+}
+
+template <bool BF, int NW>
+static void matmul_half_stream(const float* x, const uint16_t* w, float* out, int64_t rows, int64_t n, int64_t k) {
+  const int64_t blocks = (n + NW - 1) / NW;
+  parallel_for(blocks, max64(1, kGrainElems / max64(NW * k, 1)), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i = NW * b;
+      if (i + NW <= n) {
+        half_block<BF, NW>(w + i * k, k, x, rows, out + i, n);
       } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+        for (int64_t q = i; q < n; ++q) half_block<BF, 1>(w + q * k, k, x, rows, out + q, n);
       }
     }
-    memcpy(dst + i, &bits, 4);
+  });
+}
+
+// Rows of W per block: 4 while one group of x rows needs ≤ 3·4 accumulators; with groups of 4 rows of x, 3 rows of W
+// (12 accumulators, 13 ymm live) measured 1.6× faster than 2 (8 chains four FMAs deep per step leave the FMA pipes
+// latency bound).
+template <bool BF>
+static void matmul_half_decode(const float* x, const uint16_t* w, float* out, int64_t rows, int64_t n, int64_t k) {
+  if (rows <= 3) {
+    matmul_half_stream<BF, 4>(x, w, out, rows, n, k);
+  } else {
+    matmul_half_stream<BF, 3>(x, w, out, rows, n, k);
   }
 }
 
-// Rows of W per task: the widened block (kHalfRows × k floats) stays in L1/L2 while every row of x uses it.
-constexpr int64_t kHalfRows = 4;
-
+// Packs one NR-column panel of B = Wᵀ for the SGEMM micro-kernel, widening on the way: dst[p·NR + c] =
+// W[c, p] for p < kc, c < cols (W rows at stride ldw), zero for c ≥ cols.
+template <bool BF>
+static void pack_b_half_t(const uint16_t* w, int64_t ldw, int64_t kc, int cols, float* dst) {
+  static_assert(kGemmNR == 16, "panel width");
+  int64_t p = 0;
 #if defined(ECHOATT_ISA_AVX2)
-// Eight half values widened in registers (F16C for f16, a 16-bit shift for bf16).
-static inline __m256 load_half8(const uint16_t* p, bool bf16) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
-}
-
-// Four half rows of W dotted with x, converting in registers: W is read once at 2 bytes per weight.
-static inline void matvec_half_rows4(const uint16_t* w, int64_t k, const float* x, bool bf16, float out[4]) {
-  const uint16_t* w0 = w;
-  const uint16_t* w1 = w + k;
-  const uint16_t* w2 = w + 2 * k;
-  const uint16_t* w3 = w + 3 * k;
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-  int64_t j = 0;
-  for (; j + 16 <= k; j += 16) {
-    ECHOATT_PREFETCH(w0 + j + 2 * kPrefetchAhead);
-    ECHOATT_PREFETCH(w1 + j + 2 * kPrefetchAhead);
-    ECHOATT_PREFETCH(w2 + j + 2 * kPrefetchAhead);
-    ECHOATT_PREFETCH(w3 + j + 2 * kPrefetchAhead);
-    const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
-    a0 = _mm256_fmadd_ps(load_half8(w0 + j, bf16), x0, a0);
-    a1 = _mm256_fmadd_ps(load_half8(w1 + j, bf16), x0, a1);
-    a2 = _mm256_fmadd_ps(load_half8(w2 + j, bf16), x0, a2);
-    a3 = _mm256_fmadd_ps(load_half8(w3 + j, bf16), x0, a3);
-    b0 = _mm256_fmadd_ps(load_half8(w0 + j + 8, bf16), x1, b0);
-    b1 = _mm256_fmadd_ps(load_half8(w1 + j + 8, bf16), x1, b1);
-    b2 = _mm256_fmadd_ps(load_half8(w2 + j + 8, bf16), x1, b2);
-    b3 = _mm256_fmadd_ps(load_half8(w3 + j + 8, bf16), x1, b3);
+  if (cols == 16) {
+    // 8 k-steps of 16 rows at a time: rows c and c+8 share a ymm (low / high lane), an in-lane 8×8 transpose of
+    // 16-bit values leaves k-step i's 16 columns in v[i], and each lane widens to 8 floats.
+    for (; p + 8 <= kc; p += 8) {
+      __m256i r[8];
+      for (int c = 0; c < 8; ++c) {
+        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c * ldw + p));
+        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (c + 8) * ldw + p));
+        r[c] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+      }
+      const __m256i t0 = _mm256_unpacklo_epi16(r[0], r[1]), t1 = _mm256_unpackhi_epi16(r[0], r[1]);
+      const __m256i t2 = _mm256_unpacklo_epi16(r[2], r[3]), t3 = _mm256_unpackhi_epi16(r[2], r[3]);
+      const __m256i t4 = _mm256_unpacklo_epi16(r[4], r[5]), t5 = _mm256_unpackhi_epi16(r[4], r[5]);
+      const __m256i t6 = _mm256_unpacklo_epi16(r[6], r[7]), t7 = _mm256_unpackhi_epi16(r[6], r[7]);
+      const __m256i u0 = _mm256_unpacklo_epi32(t0, t2), u1 = _mm256_unpackhi_epi32(t0, t2);
+      const __m256i u2 = _mm256_unpacklo_epi32(t1, t3), u3 = _mm256_unpackhi_epi32(t1, t3);
+      const __m256i u4 = _mm256_unpacklo_epi32(t4, t6), u5 = _mm256_unpackhi_epi32(t4, t6);
+      const __m256i u6 = _mm256_unpacklo_epi32(t5, t7), u7 = _mm256_unpackhi_epi32(t5, t7);
+      const __m256i v[8] = {
+          _mm256_unpacklo_epi64(u0, u4), _mm256_unpackhi_epi64(u0, u4), _mm256_unpacklo_epi64(u1, u5),
+          _mm256_unpackhi_epi64(u1, u5), _mm256_unpacklo_epi64(u2, u6), _mm256_unpackhi_epi64(u2, u6),
+          _mm256_unpacklo_epi64(u3, u7), _mm256_unpackhi_epi64(u3, u7),
+      };
+      for (int i = 0; i < 8; ++i) {
+        float* d = dst + (p + i) * 16;
+        _mm256_storeu_ps(d, cvt_half8<BF>(_mm256_castsi256_si128(v[i])));
+        _mm256_storeu_ps(d + 8, cvt_half8<BF>(_mm256_extracti128_si256(v[i], 1)));
+      }
+    }
   }
-  out[0] = hsum8({_mm256_add_ps(a0, b0)});
-  out[1] = hsum8({_mm256_add_ps(a1, b1)});
-  out[2] = hsum8({_mm256_add_ps(a2, b2)});
-  out[3] = hsum8({_mm256_add_ps(a3, b3)});
-  if (j < k) {  // tail of fewer than 16 columns: widen it and finish in scalar
-    float tail[16];
-    const uint16_t* rows[4] = {w0, w1, w2, w3};
-    for (int q = 0; q < 4; ++q) {
-      half_to_f32(rows[q] + j, tail, k - j, bf16);
-      for (int64_t t = 0; t < k - j; ++t) out[q] += tail[t] * x[j + t];
+#endif
+  for (int c = 0; c < 16; ++c) {
+    if (c < cols) {
+      const uint16_t* src = w + c * ldw;
+      for (int64_t q = p; q < kc; ++q) dst[q * 16 + c] = half1<BF>(src[q]);
+    } else {
+      for (int64_t q = p; q < kc; ++q) dst[q * 16 + c] = 0.f;
     }
   }
 }
-#endif
 
+static void pack_b_half(const uint16_t* w, int64_t ldw, bool bf16, int64_t kc, int cols, float* dst) {
+  if (bf16) {
+    pack_b_half_t<true>(w, ldw, kc, cols, dst);
+  } else {
+    pack_b_half_t<false>(w, ldw, kc, cols, dst);
+  }
+}
+
+// Up to 16 rows of x (while they fit in L2 next to W's blocks) the streaming kernel beats widening-while-packing:
+// measured at 1×, 5×, 8×, 16×, 32× 2048×5632 f16: 2.1×, 3.3×, 3.3×, 2.0×, 1.0× the f32 GEMM / matvec time, against
+// 1.2–1.35× for the packed-GEMM path at 5–16 rows (whose packing pass over W dominates at so few rows).
+constexpr int64_t kHalfStreamRows = 16;
+constexpr int64_t kHalfStreamXFloats = 1 << 17;  // 512 KB of x
 static void matmul_half(const float* x, const uint16_t* w, bool bf16, float* out, int64_t rows, int64_t n,
                         int64_t k) {
-  if (rows <= kGemmSmallM) {
-    // Decode: W is streamed once (2 bytes per weight) and widened four rows at a time into a small buffer.
-    const int64_t blocks = (n + kHalfRows - 1) / kHalfRows;
-    parallel_for(blocks, max64(1, kGrainElems / max64(kHalfRows * k, 1)), [&](int64_t b0, int64_t b1) {
-      float* buf = static_cast<float*>(aligned_alloc(64, ((kHalfRows * k * sizeof(float)) + 63) / 64 * 64));
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t i = kHalfRows * b;
-        const int64_t nr = min64(kHalfRows, n - i);
-#if defined(ECHOATT_ISA_AVX2)
-        if (rows == 1 && nr == kHalfRows) {
-          float acc[4];
-          matvec_half_rows4(w + i * k, k, x, bf16, acc);
-          for (int q = 0; q < 4; ++q) out[i + q] = acc[q];
-          continue;
-        }
-#endif
-        half_to_f32(w + i * k, buf, nr * k, bf16);
-        for (int64_t r = 0; r < rows; ++r) {
-          if (nr == kHalfRows) {
-            float acc[4];
-            matvec_rows4(buf, k, x + r * k, k, acc);
-            for (int q = 0; q < 4; ++q) out[r * n + i + q] = acc[q];
-          } else {
-            for (int64_t q = 0; q < nr; ++q) out[r * n + i + q] = dot(buf + q * k, x + r * k, k);
-          }
-        }
-      }
-      free(buf);
-    });
+  if (rows <= 0 || n <= 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < rows * n; ++i) out[i] = 0.f;
     return;
   }
-  // Prefill: widen a panel of W rows, then one f32 GEMM for it; the conversion is amortised over all rows of x.
-  const int64_t panel = max64(16, min64(n, (int64_t)(1 << 20) / max64(k, 1)));
-  float* buf = static_cast<float*>(aligned_alloc(64, ((panel * k * sizeof(float)) + 63) / 64 * 64));
-  for (int64_t j0 = 0; j0 < n; j0 += panel) {
-    const int64_t nj = min64(panel, n - j0);
-    parallel_for(nj, rows_grain(k), [&](int64_t r0, int64_t r1) {
-      half_to_f32(w + (j0 + r0) * k, buf + r0 * k, (r1 - r0) * k, bf16);
-    });
-    GemmArgs g{};
-    g.m = rows, g.n = nj, g.k = k;
-    g.trans_a = false, g.trans_b = true;
-    g.a = x, g.b = buf, g.c = out + j0;
-    g.lda = k, g.ldb = k, g.ldc = n;
-    g.alpha = 1.f, g.beta = 0.f;
-    g.batch = 1, g.stride_a = 0, g.stride_b = 0, g.stride_c = 0;
-    echoatt::gemm(g);
+  if (rows <= kGemmSmallM || (rows <= kHalfStreamRows && rows * k <= kHalfStreamXFloats)) {
+    if (bf16) {
+      matmul_half_decode<true>(x, w, out, rows, n, k);
+    } else {
+      matmul_half_decode<false>(x, w, out, rows, n, k);
+    }
+    return;
   }
-  free(buf);
+  GemmArgs g{};
+  g.m = rows, g.n = n, g.k = k;
+  g.trans_a = false, g.trans_b = true;
+  g.a = x, g.b = nullptr, g.c = out;
+  g.b_half = w, g.b_bf16 = bf16;
+  g.lda = k, g.ldb = k, g.ldc = n;
+  g.alpha = 1.f, g.beta = 0.f;
+  g.batch = 1, g.stride_a = 0, g.stride_b = 0, g.stride_c = 0;
+  echoatt::gemm(g);
 }
 
 // GEMM with m ≤ kGemmSmallM rows: every element of B is used m times, so it is a matvec in disguise and the

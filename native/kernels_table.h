@@ -21,6 +21,7 @@ const Kernels ECHOATT_CAT(kernels_, ECHOATT_ISA) = {
     ECHOATT_ISA::gemm_small_m,
     ECHOATT_ISA::matvec,
     ECHOATT_ISA::matmul_half,
+    ECHOATT_ISA::pack_b_half,
     ECHOATT_ISA::rmsnorm,
     ECHOATT_ISA::rmsnorm_backward,
     ECHOATT_ISA::rope,
