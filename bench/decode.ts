@@ -12,6 +12,7 @@ import { LlamaModel } from '../src/models/llama.js';
 import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
 import type { DType } from '../src/tensor/dtype.js';
 import { SHARED_DIR } from '../src/cli/defaults.js';
+import { peakRssGiB, tokens } from './common.js';
 
 function arg(name: string, def?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,19 +24,7 @@ const threads = Number(arg('threads', String(be.threads)));
 be.setThreads(threads);
 const decodeSteps = Number(arg('decode-steps', '32'));
 
-function peakRssGiB(): string {
-  return (process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2);
-}
 
-function tokens(n: number, vocab: number, seed: number): Int32Array {
-  const out = new Int32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    out[i] = 1 + (s % (vocab - 1));
-  }
-  return out;
-}
 
 interface Row {
   model: string;
@@ -71,7 +60,7 @@ console.log(`backend ${be.name}, ${be.threads} thread(s)`);
 const stories = loadModel(path.join(SHARED_DIR, 'models/stories260K/stories260K.bin'), { backend: be }).model;
 prefill('stories260K', stories, 256, 5);
 decode('stories260K', stories, 1, 255);
-console.log(`stories260K done, peak RSS ${peakRssGiB()} GiB`);
+console.log(`stories260K done, peak RSS ${peakRssGiB().toFixed(2)} GiB`);
 
 if (!process.argv.includes('--skip-tinyllama')) {
   const layers = Number(arg('layers', '22'));
@@ -92,4 +81,4 @@ console.log('');
 console.log('| model | measurement | tokens/s | ms |');
 console.log('|---|---|---:|---:|');
 for (const r of rows) console.log(`| ${r.model} | ${r.what} | ${r.tokPerS.toFixed(1)} | ${r.ms.toFixed(2)} |`);
-console.log(`\npeak RSS ${peakRssGiB()} GiB`);
+console.log(`\npeak RSS ${peakRssGiB().toFixed(2)} GiB`);

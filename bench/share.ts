@@ -6,7 +6,6 @@
  * `--prefill 512,2048`.
  */
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { getBackend } from '../src/backend/index.js';
 import { LlamaModel } from '../src/models/llama.js';
@@ -14,6 +13,7 @@ import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
 import { makePlan, type SharingPlan } from '../src/sharing/plan.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { sharingCost } from '../src/sharing/cost.js';
+import { peakRssGiB, tokens } from './common.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -48,21 +48,7 @@ interface ChildResult {
   peakRssGiB: number;
 }
 
-/** Peak resident memory of this process: VmHWM (getrusage's maxrss is inherited from the parent across exec). */
-function peakRss(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 / 1024 : process.resourceUsage().maxRSS / 1024 / 1024;
-}
 
-function tokens(n: number, vocab: number, seed: number): Int32Array {
-  const out = new Int32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    out[i] = 1 + (s % (vocab - 1));
-  }
-  return out;
-}
 
 function child(which: 'teacher' | 'student'): void {
   const be = getBackend();
@@ -102,7 +88,7 @@ function child(which: 'teacher' | 'student'): void {
     decodeTokPerS,
     kvBytesPerToken: model.newCache(1, 1).bytesPerToken(),
     kvBytesAtMax,
-    peakRssGiB: peakRss(),
+    peakRssGiB: peakRssGiB(),
   };
   process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
 }

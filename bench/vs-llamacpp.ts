@@ -28,6 +28,7 @@ import { makePlan, type SharingPlan } from '../src/sharing/plan.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { getBackend } from '../src/backend/index.js';
 import { SHARED_DIR } from '../src/cli/defaults.js';
+import { peakRssGiB, tokens } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const nlcDir = path.join(here, '.llamacpp');
@@ -50,21 +51,7 @@ function benchPlan(L: number): SharingPlan {
   return makePlan('manual', [{ anchor: mid - 1, shared: [mid] }]);
 }
 
-/** Peak resident memory of this process: VmHWM (getrusage's maxrss is inherited from the parent across exec). */
-function peakRssGiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 / 1024 : process.resourceUsage().maxRSS / 1024 / 1024;
-}
 
-function tokens(n: number, vocab: number, seed: number): Int32Array {
-  const out = new Int32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    out[i] = 1 + (s % (vocab - 1));
-  }
-  return out;
-}
 
 interface SpeedResult {
   prefill: Record<string, number>;
