@@ -325,73 +325,6 @@ static void cross_entropy(const float* logits, const int32_t* targets, float* lo
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Decode-time products: memory bound, so the goal is streaming W exactly once at full bandwidth. Four rows at a
-// time share each load of x and keep 8 independent accumulator chains in flight.
-
-// Software prefetch 2 KB ahead in each of the four row streams: the hardware prefetcher alone leaves ~20% of the
-// DRAM bandwidth unused on Zen (measured 25 → 30+ GB/s single-threaded). Non-temporal hint: weights are read once
-// per token, so keep them from evicting the activations. Prefetching past the end of W is harmless (no fault).
-constexpr int64_t kPrefetchAhead = 512;
-#define ECHOATT_PREFETCH(p) __builtin_prefetch((p), 0, 0)
-// Four rows of W (row stride ldw) dotted with x (length k).
-static inline void matvec_rows4(const float* w, int64_t ldw, const float* x, int64_t k, float out[4]) {
-  const float* w0 = w;
-  const float* w1 = w + ldw;
-  const float* w2 = w + 2 * ldw;
-  const float* w3 = w + 3 * ldw;
-  F8 a0 = zero8(), a1 = zero8(), a2 = zero8(), a3 = zero8();
-  F8 b0 = zero8(), b1 = zero8(), b2 = zero8(), b3 = zero8();
-  int64_t j = 0;
-  for (; j + 16 <= k; j += 16) {
-    ECHOATT_PREFETCH(w0 + j + kPrefetchAhead);
-    ECHOATT_PREFETCH(w1 + j + kPrefetchAhead);
-    ECHOATT_PREFETCH(w2 + j + kPrefetchAhead);
-    ECHOATT_PREFETCH(w3 + j + kPrefetchAhead);
-    const F8 x0 = load8(x + j), x1 = load8(x + j + 8);
-    a0 = fma8(load8(w0 + j), x0, a0);
-    a1 = fma8(load8(w1 + j), x0, a1);
-    a2 = fma8(load8(w2 + j), x0, a2);
-    a3 = fma8(load8(w3 + j), x0, a3);
-    b0 = fma8(load8(w0 + j + 8), x1, b0);
-    b1 = fma8(load8(w1 + j + 8), x1, b1);
-    b2 = fma8(load8(w2 + j + 8), x1, b2);
-    b3 = fma8(load8(w3 + j + 8), x1, b3);
-  }
-  for (; j < k; j += 8) {
-    const int64_t t = min64(8, k - j);
-    const F8 xv = load8_part(x + j, t);
-    a0 = fma8(load8_part(w0 + j, t), xv, a0);
-    a1 = fma8(load8_part(w1 + j, t), xv, a1);
-    a2 = fma8(load8_part(w2 + j, t), xv, a2);
-    a3 = fma8(load8_part(w3 + j, t), xv, a3);
-  }
-  out[0] = hsum8(a0 + b0);
-  out[1] = hsum8(a1 + b1);
-  out[2] = hsum8(a2 + b2);
-  out[3] = hsum8(a3 + b3);
-}
-
-static void matvec(const float* w, const float* x, float* y, int64_t n, int64_t k, bool accumulate) {
-  // Row blocks of 4 so every task but the last runs the 4-row kernel.
-  const int64_t blocks = (n + 3) / 4;
-  parallel_for(blocks, max64(1, kGrainElems / max64(4 * k, 1)), [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t i = 4 * b;
-      if (i + 4 <= n) {
-        float r[4];
-        matvec_rows4(w + i * k, k, x, k, r);
-        for (int q = 0; q < 4; ++q) y[i + q] = accumulate ? y[i + q] + r[q] : r[q];
-      } else {
-        for (int64_t q = i; q < n; ++q) {
-          const float r = dot(w + q * k, x, k);
-          y[q] = accumulate ? y[q] + r : r;
-        }
-      }
-    }
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // Half-precision weights (f16 / bf16 bits, as stored in checkpoints): out (rows, n) = x (rows, k) · Wᵀ.
 //
 // Decode (rows ≤ 16): W is streamed once at 2 bytes per weight and widened in registers (F16C for f16, a 16-bit
@@ -443,14 +376,36 @@ static inline F8 load_half8(const uint16_t* p) {
 #endif
 }
 
-// NW rows of W (row stride k) against R rows of x (row stride k): out[r·ldo + q] = W[q]·x[r].
-// NW·R·U accumulator chains (8 or 12) hide the FMA latency; x (R·k floats) stays in L1 across the NW rows.
-// One software prefetch per 64-byte line of each W row, 2 KB ahead: the hardware prefetcher alone leaves DRAM
-// bandwidth unused (as in the f32 matvec).
-constexpr int64_t kHalfPrefetchAhead = 1024;  // halves
-template <bool BF, int NW, int R>
-static inline void half_rows(const uint16_t* w, int64_t k, const float* x, float* out, int64_t ldo) {
-  constexpr int U = NW * R >= 8 ? 1 : 2;
+// ---------------------------------------------------------------------------------------------------------------
+// Decode-time products (a few rows of x against a weight matrix W, f32 or half bits): memory bound, so the goal is
+// streaming W exactly once at full DRAM bandwidth.
+//
+// Measured on Intel Xeon (Emerald Rapids; 1 GB of f16 W, k = 2048, GB/s on 1 / 2 threads): one W row at a time
+// with a prefetcht1 8 KB ahead of the stream 15.0 / 30.5; four rows interleaved 13.8 / 27.2; no software prefetch
+// 9.8 / 19.5; prefetchnta (the hint used before) 10.7 / 21.1. Intel's L2 streamer stops at every 4 KB page, and a
+// row of k = 2048 halves is exactly one page, so each row would start cold without the software prefetch; a single
+// linear stream keeps the prefetch distance meaningful across row boundaries. T1 (into L2) rather than T0 leaves
+// the L1 fill buffers to the demand loads.
+constexpr int64_t kStreamAheadBytes = 8192;
+#define ECHOATT_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
+
+template <bool BF>
+static inline F8 load_w8(const float* p) { return load8(p); }
+template <bool BF>
+static inline F8 load_w8(const uint16_t* p) { return load_half8<BF>(p); }
+template <bool BF>
+static inline float load_w1(const float* p) { return *p; }
+template <bool BF>
+static inline float load_w1(const uint16_t* p) { return half1<BF>(*p); }
+
+// NW rows of W (row stride ldw) against R rows of x (row stride k): out[r·ldo + q] = W[q]·x[r].
+// NW·R·U accumulator chains (4 to 12) hide the FMA latency; x (R·k floats) stays in L1 across the NW rows.
+// The software prefetch walks the memory of the NW rows linearly (assuming ldw = k, the dense case), one block
+// length ahead shifted by kStreamAheadBytes; with another stride it only wastes a few prefetches.
+template <bool BF, int NW, int R, class WT>
+static inline void stream_rows(const WT* w, int64_t ldw, int64_t k, const float* x, float* out, int64_t ldo) {
+  constexpr int U = NW * R >= 8 ? 1 : NW * R >= 4 ? 2 : 4;
+  constexpr int kLinesPerStep = NW * 32 * (int)sizeof(WT) / 64;  // cache lines of W per 32-column step
   F8 acc[U][NW][R];
   for (int u = 0; u < U; ++u)
     for (int q = 0; q < NW; ++q)
@@ -459,76 +414,89 @@ static inline void half_rows(const uint16_t* w, int64_t k, const float* x, float
     F8 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = load8(x + r * k + j);
     for (int q = 0; q < NW; ++q) {
-      const F8 wv = load_half8<BF>(w + q * k + j);
+      const F8 wv = load_w8<BF>(w + q * ldw + j);
       for (int r = 0; r < R; ++r) acc[u][q][r] = fma8(wv, xv[r], acc[u][q][r]);
     }
   };
+  const char* pf = reinterpret_cast<const char*>(w) + kStreamAheadBytes;
   int64_t j = 0;
-  for (; j + 32 <= k; j += 32) {
-    {
-      // Past the end of this block's rows, prefetch the start of the next block's (the rows are 4 KB for k = 2048,
-      // so without this half of every row would start cold): +1.25× single-threaded.
-      const int64_t ahead = j + kHalfPrefetchAhead < k ? j + kHalfPrefetchAhead : j + kHalfPrefetchAhead + (NW - 1) * k;
-      for (int q = 0; q < NW; ++q) ECHOATT_PREFETCH(w + q * k + ahead);
-    }
+  for (; j + 32 <= k; j += 32, pf += kLinesPerStep * 64) {
+    for (int l = 0; l < kLinesPerStep; ++l) ECHOATT_PREFETCH_L2(pf + l * 64);
     step(j, 0);
     step(j + 8, 1 % U);
-    step(j + 16, 0);
-    step(j + 24, 1 % U);
+    step(j + 16, 2 % U);
+    step(j + 24, 3 % U);
   }
   for (; j + 8 <= k; j += 8) step(j, 0);
   for (int q = 0; q < NW; ++q) {
     for (int r = 0; r < R; ++r) {
       F8 a = acc[0][q][r];
-      if (U > 1) a = a + acc[U - 1][q][r];
+      for (int u = 1; u < U; ++u) a = a + acc[u][q][r];
       float s = hsum8(a);
-      for (int64_t t = j; t < k; ++t) s += half1<BF>(w[q * k + t]) * x[r * k + t];
+      for (int64_t t = j; t < k; ++t) s += load_w1<BF>(w + q * ldw + t) * x[r * k + t];
       out[r * ldo + q] = s;
     }
   }
 }
 
 // One block of NW rows of W against all `rows` rows of x, four rows of x at a time: after the first group the block
-// (NW·k halves) is re-read from L1/L2, so W still crosses the memory bus once.
-template <bool BF, int NW>
-static inline void half_block(const uint16_t* w, int64_t k, const float* x, int64_t rows, float* out, int64_t ldo) {
+// is re-read from L1/L2, so W still crosses the memory bus once.
+template <bool BF, int NW, class WT>
+static inline void stream_block(const WT* w, int64_t ldw, int64_t k, const float* x, int64_t rows, float* out,
+                                int64_t ldo) {
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const float* xr = x + r0 * k;
     float* o = out + r0 * ldo;
     switch (min64(4, rows - r0)) {
-      case 1: half_rows<BF, NW, 1>(w, k, xr, o, ldo); break;
-      case 2: half_rows<BF, NW, 2>(w, k, xr, o, ldo); break;
-      case 3: half_rows<BF, NW, 3>(w, k, xr, o, ldo); break;
-      default: half_rows<BF, NW, 4>(w, k, xr, o, ldo); break;
+      case 1: stream_rows<BF, NW, 1>(w, ldw, k, xr, o, ldo); break;
+      case 2: stream_rows<BF, NW, 2>(w, ldw, k, xr, o, ldo); break;
+      case 3: stream_rows<BF, NW, 3>(w, ldw, k, xr, o, ldo); break;
+      default: stream_rows<BF, NW, 4>(w, ldw, k, xr, o, ldo); break;
     }
   }
 }
 
-template <bool BF, int NW>
-static void matmul_half_stream(const float* x, const uint16_t* w, float* out, int64_t rows, int64_t n, int64_t k) {
+template <bool BF, int NW, class WT>
+static void stream_product_nw(const float* x, const WT* w, int64_t ldw, float* out, int64_t ldo, int64_t rows,
+                              int64_t n, int64_t k) {
   const int64_t blocks = (n + NW - 1) / NW;
   parallel_for(blocks, max64(1, kGrainElems / max64(NW * k, 1)), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t i = NW * b;
       if (i + NW <= n) {
-        half_block<BF, NW>(w + i * k, k, x, rows, out + i, n);
+        stream_block<BF, NW>(w + i * ldw, ldw, k, x, rows, out + i, ldo);
       } else {
-        for (int64_t q = i; q < n; ++q) half_block<BF, 1>(w + q * k, k, x, rows, out + q, n);
+        for (int64_t q = i; q < n; ++q) stream_block<BF, 1>(w + q * ldw, ldw, k, x, rows, out + q, ldo);
       }
     }
   });
 }
 
-// Rows of W per block: 4 while one group of x rows needs ≤ 3·4 accumulators; with groups of 4 rows of x, 3 rows of W
-// (12 accumulators, 13 ymm live) measured 1.6× faster than 2 (8 chains four FMAs deep per step leave the FMA pipes
-// latency bound).
+// out[r·ldo + q] = x[r]·W[q] for r < rows, q < n; x dense (rows, k), W rows at stride ldw.
+// Up to 4 rows of x the product is memory bound and one linear stream of W wins (above). With more rows W is
+// re-read from L1 for every group of four, the FMAs start to matter, and 3 rows of W per block (12 accumulators,
+// 13 ymm live) measured 1.6× faster than fewer.
+template <bool BF, class WT>
+static void stream_product(const float* x, const WT* w, int64_t ldw, float* out, int64_t ldo, int64_t rows,
+                           int64_t n, int64_t k) {
+  if (rows <= 4) {
+    stream_product_nw<BF, 1>(x, w, ldw, out, ldo, rows, n, k);
+  } else {
+    stream_product_nw<BF, 3>(x, w, ldw, out, ldo, rows, n, k);
+  }
+}
+
+static void matvec(const float* w, const float* x, float* y, int64_t n, int64_t k, bool accumulate) {
+  if (!accumulate) return stream_product<false>(x, w, k, y, 1, 1, n, k);
+  float* tmp = new float[(size_t)n];
+  stream_product<false>(x, w, k, tmp, 1, 1, n, k);
+  for (int64_t i = 0; i < n; ++i) y[i] += tmp[i];
+  delete[] tmp;
+}
+
 template <bool BF>
 static void matmul_half_decode(const float* x, const uint16_t* w, float* out, int64_t rows, int64_t n, int64_t k) {
-  if (rows <= 3) {
-    matmul_half_stream<BF, 4>(x, w, out, rows, n, k);
-  } else {
-    matmul_half_stream<BF, 3>(x, w, out, rows, n, k);
-  }
+  stream_product<BF>(x, w, k, out, n, rows, n, k);
 }
 
 // Packs one NR-column panel of B = Wᵀ for the SGEMM micro-kernel, widening on the way: dst[p·NR + c] =
@@ -633,22 +601,16 @@ static void gemm_small_m(const GemmArgs& g) {
       for (int64_t p = 0; p < k; ++p) abuf[i * k + p] = g.alpha * (g.trans_a ? a[p * g.lda + i] : a[i * g.lda + p]);
     auto finish = [&](float* cij, float v) { *cij = g.beta == 0.f ? v : v + g.beta * *cij; };
     if (g.trans_b) {
-      // Rows of B are rows of W: the 4-row matvec kernel per row of A, B rows re-read from L1/L2 for i > 0.
-      const int64_t blocks = (n + 3) / 4;
-      parallel_for(blocks, max64(1, kGrainElems / max64(4 * k, 1)), [&](int64_t b0, int64_t b1) {
-        for (int64_t blk = b0; blk < b1; ++blk) {
-          const int64_t j = 4 * blk;
-          for (int64_t i = 0; i < m; ++i) {
-            if (j + 4 <= n) {
-              float r[4];
-              matvec_rows4(b + j * g.ldb, g.ldb, abuf + i * k, k, r);
-              for (int q = 0; q < 4; ++q) finish(c + i * g.ldc + j + q, r[q]);
-            } else {
-              for (int64_t q = j; q < n; ++q) finish(c + i * g.ldc + q, dot(abuf + i * k, b + q * g.ldb, k));
-            }
-          }
-        }
-      });
+      // Rows of B are rows of W: the decode streaming product, B read once; beta folded in afterwards.
+      if (g.beta == 0.f) {
+        stream_product<false>(abuf, b, g.ldb, c, g.ldc, m, n, k);
+      } else {
+        float* tmp = new float[(size_t)(m * n)];
+        stream_product<false>(abuf, b, g.ldb, tmp, n, m, n, k);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) finish(c + i * g.ldc + j, tmp[i * n + j]);
+        delete[] tmp;
+      }
     } else {
       constexpr int64_t kCols = 512;  // C block of m × 512 floats stays in L1 while B rows stream past
       const int64_t col_blocks = (n + kCols - 1) / kCols;

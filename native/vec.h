@@ -59,6 +59,12 @@ static inline float hsum8(F8 a) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+// out[0..3] = the horizontal sums of a, b, c, d: one reduction for four dot products.
+static inline void hsum4(F8 a, F8 b, F8 c, F8 d, float* out) {
+  const __m256 ab = _mm256_hadd_ps(a.v, b.v), cd = _mm256_hadd_ps(c.v, d.v);
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);  // per 128-bit half: partial sums of a, b, c, d
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+}
 static inline float hmax8(F8 a) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -108,6 +114,12 @@ static inline float hsum8(F8 a) {
   // Same pairing as the AVX2 reduction.
   const float s0 = a.v[0] + a.v[4], s1 = a.v[1] + a.v[5], s2 = a.v[2] + a.v[6], s3 = a.v[3] + a.v[7];
   return (s0 + s2) + (s1 + s3);
+}
+static inline void hsum4(F8 a, F8 b, F8 c, F8 d, float* out) {
+  out[0] = hsum8(a);
+  out[1] = hsum8(b);
+  out[2] = hsum8(c);
+  out[3] = hsum8(d);
 }
 static inline float hmax8(F8 a) {
   float m = a.v[0];

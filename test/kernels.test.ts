@@ -139,6 +139,23 @@ for (const name of availableBackends()) {
       }
     });
 
+    test('gemm with few rows (the decode streaming path): padded B rows, alpha/beta', () => {
+      for (const m of [2, 3, 4]) {
+        for (const [n, k] of [[37, 70], [9, 2048]] as const) {
+          const ldb = k + 3;
+          const a = randn(m * k, m);
+          const b = randn(n * ldb, n + k);
+          const c0 = randn(m * n, 5);
+          const args = { m, n, k, transB: true, ldb, alpha: 0.5, beta: 2 };
+          const e = c0.slice();
+          const g = c0.slice();
+          ref.gemm({ ...args, a, b, c: e });
+          be.gemm({ ...args, a, b, c: g });
+          assertClose(g, e, `gemm small m=${m} n=${n} k=${k}`, 1e-4, 1e-4);
+        }
+      }
+    });
+
     test('matvec, plain and accumulating, with a weight offset', () => {
       for (const n of SIZES) {
         for (const k of SIZES) {
@@ -158,7 +175,7 @@ for (const name of availableBackends()) {
 
     test('matmulHalf: f16 and bf16 weights, decode (1 row) and prefill shapes, equals gemm on widened weights', () => {
       for (const dtype of ['f16', 'bf16'] as const) {
-        for (const [rows, n, k] of [[1, 1, 1], [1, 7, 63], [1, 65, 129], [1, 300, 257], [2, 33, 64], [5, 129, 65], [37, 100, 300], [128, 96, 256]] as const) {
+        for (const [rows, n, k] of [[1, 1, 1], [1, 7, 63], [1, 65, 129], [1, 300, 257], [2, 33, 64], [3, 40, 100], [4, 50, 2048], [5, 129, 65], [9, 31, 96], [16, 70, 200], [37, 100, 300], [128, 96, 256]] as const) {
           const wf = randn(n * k, rows + n + k, -2, 2);
           const bits = dtype === 'f16' ? f32ToF16(wf) : f32ToBf16(wf);
           const widened = dtype === 'f16' ? f16ToF32(bits) : bf16ToF32(bits);
@@ -222,6 +239,9 @@ for (const name of availableBackends()) {
         { batch: 2, tq: 1, s: 63, nHeads: 6, nKvHeads: 2, headDim: 64, qPos0: 62, cap: 100 },
         { batch: 1, tq: 5, s: 129, nHeads: 4, nKvHeads: 1, headDim: 32, qPos0: 124, cap: 129 },
         { batch: 1, tq: 129, s: 129, nHeads: 2, nKvHeads: 2, headDim: 64, qPos0: 0, cap: 140 },
+        // Query-head groups larger than one work unit (6 per KV head), keys over several key blocks, D not a multiple of 32.
+        { batch: 2, tq: 3, s: 70, nHeads: 12, nKvHeads: 2, headDim: 40, qPos0: 67, cap: 75 },
+        { batch: 1, tq: 1, s: 300, nHeads: 16, nKvHeads: 2, headDim: 128, qPos0: 299, cap: 300 },
       ];
       let seed = 100;
       for (const c of cases) {
