@@ -244,8 +244,12 @@ for (const name of availableBackends()) {
         { batch: 1, tq: 1, s: 300, nHeads: 16, nKvHeads: 2, headDim: 128, qPos0: 299, cap: 300 },
       ];
       let seed = 100;
-      for (const c of cases) {
-        const { batch, tq, s, nHeads, nKvHeads, headDim, cap } = c;
+      // With more threads than KV heads × batch the kernels split a query-head group over several work units.
+      const threadCounts = [be.threads, 7];
+      const saved = be.threads;
+      for (const c of cases.flatMap((c) => threadCounts.map((threads) => ({ ...c, threads })))) {
+        const { batch, tq, s, nHeads, nKvHeads, headDim, cap, threads } = c;
+        be.setThreads(threads);
         const q = randn(batch * tq * nHeads * headDim, seed++, -2, 2);
         const k = randn(batch * cap * nKvHeads * headDim, seed++, -2, 2);
         const v = randn(batch * cap * nKvHeads * headDim, seed++);
@@ -265,6 +269,7 @@ for (const name of availableBackends()) {
         be.probsTimesV({ ...p, probs: pE, out: oP });
         assertClose(oP, oE, `probsTimesV ${JSON.stringify(c)}`, 1e-4, 1e-5);
       }
+      be.setThreads(saved);
     });
 
     test('attention and probsTimesV backward', () => {
