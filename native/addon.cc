@@ -374,7 +374,7 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// info() → { simd: 'avx2' | 'portable', threads }
+// info() → { simd: 'avx512' | 'avx2' | 'portable', threads }
 napi_value Info(napi_env env, napi_callback_info) {
   napi_value obj, simd, threads;
   napi_create_object(env, &obj);
