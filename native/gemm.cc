@@ -1,4 +1,4 @@
-// SGEMM driver: Goto/BLIS blocking around the active table's micro-kernel (6×16 AVX2 / portable, 12×32 AVX-512).
+// SGEMM driver: Goto/BLIS blocking around the active table's micro-kernel (6×16 AVX2 / portable, 14×32 AVX-512).
 //
 //   for jc (NC columns of C)            B block KC×NC packed once, reused by every row block  (L3)
 //     for pc (KC of the k dimension)
@@ -36,10 +36,10 @@ namespace {
 //  - MC: the MC×KC block of A stays in L2 across the whole jr loop; a quarter of L2 leaves room for B panels
 //    passing through. Capped at 24 tiles (144 rows for MR = 6): larger blocks measured no faster and hurt the
 //    m-split across threads.
-//  - The AVX-512 12×32 tile does twice the FMAs per byte of packed A and B, so both panels can stream from L2
+//  - The AVX-512 14×32 tile does over twice the FMAs per byte of packed A and B, so both panels can stream from L2
 //    and KC is sized for fewer passes over C instead: the B micro-panel takes 1/16 of L2, the A block half.
-//    Measured on Emerald Rapids (48 KB L1d, 2 MB L2), 512×2048×2048 on 1 thread: KC 192 (the L1 rule) 113,
-//    384 140, 512 136–143, 1024 140–160 GFLOP/s; MC 120 vs 288 within noise on 1 thread, 288 ahead on 2.
+//    Measured on Emerald Rapids (48 KB L1d, 2 MB L2), 512×2048×2048 on 1 thread: KC 192 (the L1 rule, 12×32
+//    tile) 113, 512 ~140, 768 ~148, 1024 ~150 GFLOP/s; 2 threads: 512 ~280, 1024 ~300; MC 140–336 within noise.
 //  - NC: the packed B block lives in L3; 4096 columns keeps it a few MB.
 struct Blocking {
   int64_t mc, kc, nc;

