@@ -15,29 +15,35 @@
 #endif
 
 namespace echoatt {
+
+const char* const kBuiltKernels[] = {
+#if !defined(ECHOATT_NO_AVX512)
+    "avx512",
+#endif
+#if !defined(ECHOATT_NO_AVX2)
+    "avx2",
+#endif
+    "portable", nullptr};
+
 namespace {
 
-bool cpu_has_avx2_fma() {
 #if !defined(ECHOATT_NO_AVX2)
+bool cpu_has_avx2_fma() {
   // __builtin_cpu_supports also checks that the OS saves the ymm state (XGETBV), not just CPUID.
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-  return false;
-#endif
 }
+#endif
 
-bool cpu_has_avx512() {
 #if !defined(ECHOATT_NO_AVX512)
+bool cpu_has_avx512() {
   // F for the micro-kernel, VL + BW for the EVEX encodings of the 128/256-bit and 16-bit code compiled alongside it.
   // As for AVX2, __builtin_cpu_supports only reports these when the OS saves the zmm / mask state.
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
          __builtin_cpu_supports("avx512bw");
-#else
-  return false;
-#endif
 }
+#endif
 
 const Kernels& select_kernels() {
   const char* want = getenv("ECHOATT_NATIVE_SIMD");

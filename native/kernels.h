@@ -119,6 +119,10 @@ extern const Kernels kernels_avx512;
 extern const Kernels kernels_avx2;
 extern const Kernels kernels_portable;
 
+// Names of the tables this build contains, widest first, null-terminated (the build script leaves out the x86 ones
+// off x86, and the AVX-512 one when the toolchain cannot compile it).
+extern const char* const kBuiltKernels[];
+
 // The table in use: the widest the CPU (and OS) support, AVX-512 (F+VL+BW) > AVX2+FMA+F16C > portable, unless
 // ECHOATT_NATIVE_SIMD=avx2 / portable caps it.
 const Kernels& kernels();

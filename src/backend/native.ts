@@ -27,7 +27,7 @@ export type NativeSimd = 'avx512' | 'avx2' | 'portable';
 
 /** The addon's exports (native/addon.cc). Optional arrays are passed as `null`. */
 interface Addon {
-  info(): { simd: NativeSimd; threads: number };
+  info(): { simd: NativeSimd; built: NativeSimd[]; threads: number };
   setThreads(n: number): void;
   gemm(
     a: F32, b: F32, c: F32, m: number, n: number, k: number, transA: boolean, transB: boolean,
@@ -95,6 +95,11 @@ export class NativeBackend implements Backend {
    */
   get simd(): NativeSimd {
     return this.#addon.info().simd;
+  }
+
+  /** The kernel sets this build of the addon contains, widest first (`'portable'` always; the x86 ones on x86). */
+  get builtSimd(): NativeSimd[] {
+    return this.#addon.info().built;
   }
 
   setThreads(n: number): void {
