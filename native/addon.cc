@@ -374,13 +374,20 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// info() → { simd: 'avx2' | 'portable', threads }
+// info() → { simd: 'avx512' | 'avx2' | 'portable', built: the kernel sets in this build, threads }
 napi_value Info(napi_env env, napi_callback_info) {
-  napi_value obj, simd, threads;
+  napi_value obj, simd, built, threads;
   napi_create_object(env, &obj);
   napi_create_string_utf8(env, kernels().name, NAPI_AUTO_LENGTH, &simd);
+  napi_create_array(env, &built);
+  for (uint32_t i = 0; kBuiltKernels[i]; ++i) {
+    napi_value name;
+    napi_create_string_utf8(env, kBuiltKernels[i], NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, built, i, name);
+  }
   napi_create_int32(env, pool_threads(), &threads);
   napi_set_named_property(env, obj, "simd", simd);
+  napi_set_named_property(env, obj, "built", built);
   napi_set_named_property(env, obj, "threads", threads);
   return obj;
 }

@@ -36,8 +36,8 @@ static inline void store_row(float* c, __m256 acc0, __m256 acc1, __m256 va, floa
   }
 }
 
-void gemm_micro_6x16(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c, int64_t ldc,
-                     float alpha, float beta, int mr, int nr) {
+void gemm_micro(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c, int64_t ldc, float alpha,
+                float beta, int mr, int nr) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();

@@ -32,8 +32,8 @@ static inline void half_tile(int64_t kc, const float* __restrict ap, const float
   }
 }
 
-void gemm_micro_6x16(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c, int64_t ldc,
-                     float alpha, float beta, int mr, int nr) {
+void gemm_micro(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c, int64_t ldc, float alpha,
+                float beta, int mr, int nr) {
   static_assert(kGemmMR == 6 && kGemmNR == 16, "micro-kernel shape");
   for (int h = 0; h < 2; ++h) {
     const int cols = nr - 8 * h < 8 ? nr - 8 * h : 8;

@@ -1,5 +1,5 @@
-// The kernel table. Every compute kernel exists once per instruction set (kernels_avx2.cc, kernels_portable.cc,
-// both generated from kernels_body.h / attention_body.h); select_kernels() picks one at load time.
+// The kernel table. Every compute kernel exists once per instruction set (kernels_avx512.cc, kernels_avx2.cc,
+// kernels_portable.cc, all generated from kernels_body.h / attention_body.h); select_kernels() picks one at load time.
 // Semantics of every entry are those of the matching method of the TypeScript `Backend` interface
 // (src/backend/backend.ts); arguments are already validated and defaults already filled in.
 #pragma once
@@ -61,13 +61,25 @@ struct AttentionBackwardArgs {
 using GemmMicroKernel = void (*)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha,
                                  float beta, int mr, int nr);
 
-constexpr int kGemmMR = 6;
-constexpr int kGemmNR = 16;
+// Register tile of each table's micro-kernel: the packed panel formats depend on it, so the GEMM driver is
+// instantiated per tile (gemm.cc) and each table's pack_b_half packs NR-column panels of its own width.
+// AVX-512 has 32 zmm registers: 14×32 is 28 accumulators + 2 B vectors + a broadcast, 14 FMAs per loaded B
+// vector against the AVX2 tile's 6.
+namespace avx512 {
+constexpr int kGemmMR = 14, kGemmNR = 32;
+}
+namespace avx2 {
+constexpr int kGemmMR = 6, kGemmNR = 16;
+}
+namespace portable {
+constexpr int kGemmMR = 6, kGemmNR = 16;
+}
 
 struct Kernels {
-  const char* name;  // "avx2" or "portable"
+  const char* name;  // "avx512", "avx2" or "portable"
 
   GemmMicroKernel gemm_micro;
+  int gemm_mr, gemm_nr;  // its register tile
   // One GEMM with m ≤ kGemmSmallM: streams B once (decode-time projections). Threads split n.
   void (*gemm_small_m)(const GemmArgs& g);
 
@@ -103,10 +115,16 @@ struct Kernels {
 
 constexpr int64_t kGemmSmallM = 4;
 
+extern const Kernels kernels_avx512;
 extern const Kernels kernels_avx2;
 extern const Kernels kernels_portable;
 
-// The table in use: AVX2 when the CPU (and OS) support AVX2+FMA+F16C and ECHOATT_NATIVE_SIMD != "portable".
+// Names of the tables this build contains, widest first, null-terminated (the build script leaves out the x86 ones
+// off x86, and the AVX-512 one when the toolchain cannot compile it).
+extern const char* const kBuiltKernels[];
+
+// The table in use: the widest the CPU (and OS) support, AVX-512 (F+VL+BW) > AVX2+FMA+F16C > portable, unless
+// ECHOATT_NATIVE_SIMD=avx2 / portable caps it.
 const Kernels& kernels();
 
 // Full GEMM driver (gemm.cc): blocking, packing, threading; dispatches to the active table.

@@ -1,6 +1,6 @@
-// Row-wise and elementwise kernels, written once against vec.h and compiled once per ISA (see kernels_avx2.cc /
-// kernels_portable.cc). Threading granularity: roughly 32K floats of work per task, below which a job runs inline
-// (the pool round-trip would cost more than it saves).
+// Row-wise and elementwise kernels, written once against vec.h and compiled once per ISA (see kernels_<isa>.cc).
+// Threading granularity: roughly 32K floats of work per task, below which a job runs inline (the pool round-trip
+// would cost more than it saves).
 #pragma once
 
 #include <stdlib.h>
@@ -499,50 +499,63 @@ static void matmul_half_decode(const float* x, const uint16_t* w, float* out, in
   stream_product<BF>(x, w, k, out, n, rows, n, k);
 }
 
-// Packs one NR-column panel of B = Wᵀ for the SGEMM micro-kernel, widening on the way: dst[p·NR + c] =
-// W[c, p] for p < kc, c < cols (W rows at stride ldw), zero for c ≥ cols.
+// Packs one NR-column panel of B = Wᵀ for this table's SGEMM micro-kernel, widening on the way: dst[p·NR + c] =
+// W[c, p] for p < kc, c < cols (W rows at stride ldw), zero for c ≥ cols. Full 16-column groups go through SIMD.
 template <bool BF>
 static void pack_b_half_t(const uint16_t* w, int64_t ldw, int64_t kc, int cols, float* dst) {
-  static_assert(kGemmNR == 16, "panel width");
-  int64_t p = 0;
+  constexpr int NR = kGemmNR;
+  static_assert(NR % 16 == 0, "panel width");
+  for (int c0 = 0; c0 < NR; c0 += 16, dst += 16) {
+    const int gcols = cols - c0 < 0 ? 0 : cols - c0 > 16 ? 16 : cols - c0;
+    const uint16_t* wg = gcols > 0 ? w + c0 * ldw : w;  // no pointer past W's last row
+    int64_t p = 0;
 #if defined(ECHOATT_ISA_AVX2)
-  if (cols == 16) {
-    // 8 k-steps of 16 rows at a time: rows c and c+8 share a ymm (low / high lane), an in-lane 8×8 transpose of
-    // 16-bit values leaves k-step i's 16 columns in v[i], and each lane widens to 8 floats.
-    for (; p + 8 <= kc; p += 8) {
-      __m256i r[8];
-      for (int c = 0; c < 8; ++c) {
-        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c * ldw + p));
-        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (c + 8) * ldw + p));
-        r[c] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-      }
-      const __m256i t0 = _mm256_unpacklo_epi16(r[0], r[1]), t1 = _mm256_unpackhi_epi16(r[0], r[1]);
-      const __m256i t2 = _mm256_unpacklo_epi16(r[2], r[3]), t3 = _mm256_unpackhi_epi16(r[2], r[3]);
-      const __m256i t4 = _mm256_unpacklo_epi16(r[4], r[5]), t5 = _mm256_unpackhi_epi16(r[4], r[5]);
-      const __m256i t6 = _mm256_unpacklo_epi16(r[6], r[7]), t7 = _mm256_unpackhi_epi16(r[6], r[7]);
-      const __m256i u0 = _mm256_unpacklo_epi32(t0, t2), u1 = _mm256_unpackhi_epi32(t0, t2);
-      const __m256i u2 = _mm256_unpacklo_epi32(t1, t3), u3 = _mm256_unpackhi_epi32(t1, t3);
-      const __m256i u4 = _mm256_unpacklo_epi32(t4, t6), u5 = _mm256_unpackhi_epi32(t4, t6);
-      const __m256i u6 = _mm256_unpacklo_epi32(t5, t7), u7 = _mm256_unpackhi_epi32(t5, t7);
-      const __m256i v[8] = {
-          _mm256_unpacklo_epi64(u0, u4), _mm256_unpackhi_epi64(u0, u4), _mm256_unpacklo_epi64(u1, u5),
-          _mm256_unpackhi_epi64(u1, u5), _mm256_unpacklo_epi64(u2, u6), _mm256_unpackhi_epi64(u2, u6),
-          _mm256_unpacklo_epi64(u3, u7), _mm256_unpackhi_epi64(u3, u7),
-      };
-      for (int i = 0; i < 8; ++i) {
-        float* d = dst + (p + i) * 16;
-        _mm256_storeu_ps(d, cvt_half8<BF>(_mm256_castsi256_si128(v[i])));
-        _mm256_storeu_ps(d + 8, cvt_half8<BF>(_mm256_extracti128_si256(v[i], 1)));
+    if (gcols == 16) {
+      // 8 k-steps of 16 rows at a time: rows c and c+8 share a ymm (low / high lane), an in-lane 8×8 transpose of
+      // 16-bit values leaves k-step i's 16 columns in v[i], and each lane widens to 8 floats (or the whole ymm to
+      // one zmm).
+      for (; p + 8 <= kc; p += 8) {
+        __m256i r[8];
+        for (int c = 0; c < 8; ++c) {
+          const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wg + c * ldw + p));
+          const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wg + (c + 8) * ldw + p));
+          r[c] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+        }
+        const __m256i t0 = _mm256_unpacklo_epi16(r[0], r[1]), t1 = _mm256_unpackhi_epi16(r[0], r[1]);
+        const __m256i t2 = _mm256_unpacklo_epi16(r[2], r[3]), t3 = _mm256_unpackhi_epi16(r[2], r[3]);
+        const __m256i t4 = _mm256_unpacklo_epi16(r[4], r[5]), t5 = _mm256_unpackhi_epi16(r[4], r[5]);
+        const __m256i t6 = _mm256_unpacklo_epi16(r[6], r[7]), t7 = _mm256_unpackhi_epi16(r[6], r[7]);
+        const __m256i u0 = _mm256_unpacklo_epi32(t0, t2), u1 = _mm256_unpackhi_epi32(t0, t2);
+        const __m256i u2 = _mm256_unpacklo_epi32(t1, t3), u3 = _mm256_unpackhi_epi32(t1, t3);
+        const __m256i u4 = _mm256_unpacklo_epi32(t4, t6), u5 = _mm256_unpackhi_epi32(t4, t6);
+        const __m256i u6 = _mm256_unpacklo_epi32(t5, t7), u7 = _mm256_unpackhi_epi32(t5, t7);
+        const __m256i v[8] = {
+            _mm256_unpacklo_epi64(u0, u4), _mm256_unpackhi_epi64(u0, u4), _mm256_unpacklo_epi64(u1, u5),
+            _mm256_unpackhi_epi64(u1, u5), _mm256_unpacklo_epi64(u2, u6), _mm256_unpackhi_epi64(u2, u6),
+            _mm256_unpacklo_epi64(u3, u7), _mm256_unpackhi_epi64(u3, u7),
+        };
+        for (int i = 0; i < 8; ++i) {
+          float* d = dst + (p + i) * NR;
+#if defined(ECHOATT_ISA_AVX512)
+          // The maskz forms (all lanes set) only sidestep GCC 12's -Wmaybe-uninitialized on _mm512_undefined.
+          const __m512i wide = _mm512_maskz_cvtepu16_epi32(0xffff, v[i]);
+          _mm512_storeu_ps(d, BF ? _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, wide, 16))
+                                 : _mm512_maskz_cvtph_ps(0xffff, v[i]));
+#else
+          _mm256_storeu_ps(d, cvt_half8<BF>(_mm256_castsi256_si128(v[i])));
+          _mm256_storeu_ps(d + 8, cvt_half8<BF>(_mm256_extracti128_si256(v[i], 1)));
+#endif
+        }
       }
     }
-  }
 #endif
-  for (int c = 0; c < 16; ++c) {
-    if (c < cols) {
-      const uint16_t* src = w + c * ldw;
-      for (int64_t q = p; q < kc; ++q) dst[q * 16 + c] = half1<BF>(src[q]);
-    } else {
-      for (int64_t q = p; q < kc; ++q) dst[q * 16 + c] = 0.f;
+    for (int c = 0; c < 16; ++c) {
+      if (c < gcols) {
+        const uint16_t* src = wg + c * ldw;
+        for (int64_t q = p; q < kc; ++q) dst[q * NR + c] = half1<BF>(src[q]);
+      } else {
+        for (int64_t q = p; q < kc; ++q) dst[q * NR + c] = 0.f;
+      }
     }
   }
 }

@@ -1,4 +1,4 @@
-// Builds the per-ISA kernel table. Included last by kernels_avx2.cc / kernels_portable.cc.
+// Builds the per-ISA kernel table. Included last by kernels_<isa>.cc.
 #pragma once
 
 #include "attention_body.h"
@@ -6,8 +6,8 @@
 namespace echoatt {
 namespace ECHOATT_ISA {
 // Defined in gemm_<isa>.cc.
-void gemm_micro_6x16(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta,
-                     int mr, int nr);
+void gemm_micro(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta, int mr,
+                int nr);
 }  // namespace ECHOATT_ISA
 
 #define ECHOATT_CAT2(a, b) a##b
@@ -17,7 +17,9 @@ void gemm_micro_6x16(int64_t kc, const float* ap, const float* bp, float* c, int
 
 const Kernels ECHOATT_CAT(kernels_, ECHOATT_ISA) = {
     ECHOATT_STR(ECHOATT_ISA),
-    ECHOATT_ISA::gemm_micro_6x16,
+    ECHOATT_ISA::gemm_micro,
+    ECHOATT_ISA::kGemmMR,
+    ECHOATT_ISA::kGemmNR,
     ECHOATT_ISA::gemm_small_m,
     ECHOATT_ISA::matvec,
     ECHOATT_ISA::matmul_half,

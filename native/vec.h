@@ -12,12 +12,15 @@
 #include <string.h>
 
 #ifndef ECHOATT_ISA
-#error "define ECHOATT_ISA (avx2 or portable) before including vec.h"
+#error "define ECHOATT_ISA (avx512, avx2 or portable) before including vec.h"
 #endif
 
 #if defined(ECHOATT_ISA_AVX2)
 #if !defined(__AVX2__) || !defined(__FMA__)
 #error "the avx2 kernels must be compiled with -mavx2 -mfma"
+#endif
+#if defined(ECHOATT_ISA_AVX512) && (!defined(__AVX512F__) || !defined(__AVX512VL__) || !defined(__AVX512BW__))
+#error "the avx512 kernels must be compiled with -mavx512f -mavx512vl -mavx512bw"
 #endif
 #include <immintrin.h>
 #endif

@@ -7,8 +7,8 @@
  *   node scripts/build-native.mjs           build unless build/echoatt.node is newer than every source
  *   node scripts/build-native.mjs --force   always rebuild
  *
- * Files named *_avx2.cc get -mavx2 -mfma -mf16c; everything else is compiled for the baseline target (the addon
- * picks the AVX2 kernels at load time only if the CPU has them). Env: CXX (default g++), ECHOATT_CXXFLAGS (extra).
+ * Files named *_avx2.cc get -mavx2 -mfma -mf16c, *_avx512.cc additionally -mavx512f -mavx512vl -mavx512bw; everything
+ * else is compiled for the baseline target (the addon picks a kernel set at load time only if the CPU has it). Env: CXX (default g++), ECHOATT_CXXFLAGS (extra).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -91,27 +91,50 @@ async function main() {
     '-DNAPI_VERSION=8', `-I${include}`,
     ...(process.env.ECHOATT_CXXFLAGS ? process.env.ECHOATT_CXXFLAGS.split(/\s+/).filter(Boolean) : []),
   ];
-  const isaFlags = (f) => (f.endsWith('_avx2.cc') ? ['-mavx2', '-mfma', '-mf16c'] : []);
+  const isaFlags = (f) =>
+    f.endsWith('_avx512.cc')
+      ? ['-mavx512f', '-mavx512vl', '-mavx512bw', '-mavx2', '-mfma', '-mf16c']
+      : f.endsWith('_avx2.cc')
+        ? ['-mavx2', '-mfma', '-mf16c']
+        : [];
 
-  // Compile in parallel, one job per core.
-  const jobs = sources.map((f) => ({ src: path.join(srcDir, f), obj: path.join(objDir, f.replace(/\.cc$/, '.o')), f }));
-  const width = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
-  let next = 0;
-  let failure;
-  async function worker() {
-    while (next < jobs.length && !failure) {
-      const j = jobs[next++];
-      const r = await run(cxx, [...common, ...isaFlags(j.f), '-c', j.src, '-o', j.obj]);
-      if (r.code !== 0) failure ??= `${j.f}: ${firstError(r.out)}`;
+  // The x86 kernel sets only on x86; elsewhere dispatch.cc compiles to the portable table alone.
+  const x86 = process.arch === 'x64' || process.arch === 'ia32';
+  const wanted = sources.filter((f) => x86 || !/_avx(2|512)\.cc$/.test(f));
+  const objOf = (f) => path.join(objDir, f.replace(/\.cc$/, '.o'));
+
+  /** Compiles `files` in parallel, one job per core; returns the failures as `file: first error line`. */
+  async function compile(files, extra = []) {
+    const width = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    const failures = [];
+    let next = 0;
+    async function worker() {
+      while (next < files.length) {
+        const f = files[next++];
+        const r = await run(cxx, [...common, ...extra, ...isaFlags(f), '-c', path.join(srcDir, f), '-o', objOf(f)]);
+        if (r.code !== 0) failures.push(`${f}: ${firstError(r.out)}`);
+      }
     }
+    await Promise.all(Array.from({ length: Math.min(width, files.length) }, worker));
+    return failures;
   }
-  await Promise.all(Array.from({ length: Math.min(width, jobs.length) }, worker));
-  if (failure) warn(`compiling ${failure}`);
+
+  let objects = wanted;
+  const failures = await compile(wanted);
+  if (failures.length > 0 && failures.every((f) => /^\S+_avx512\.cc:/.test(f))) {
+    // A toolchain too old for AVX-512 (or with it disabled) still gets the AVX2 and portable kernels.
+    process.stderr.write(`echoatt: building without the AVX-512 kernels (${failures[0]}).\n`);
+    objects = wanted.filter((f) => !f.endsWith('_avx512.cc'));
+    const retry = await compile(['dispatch.cc'], ['-DECHOATT_NO_AVX512']);
+    if (retry.length > 0) warn(`compiling ${retry[0]}`);
+  } else if (failures.length > 0) {
+    warn(`compiling ${failures[0]}`);
+  }
 
   // Link to a temporary name and rename, so a concurrent loader never sees a half-written addon.
   const tmp = `${output}.${process.pid}.tmp`;
   const linkFlags = ['-shared', '-fPIC', '-pthread', ...(process.platform === 'darwin' ? ['-undefined', 'dynamic_lookup'] : [])];
-  const link = await run(cxx, [...linkFlags, '-o', tmp, ...jobs.map((j) => j.obj)]);
+  const link = await run(cxx, [...linkFlags, '-o', tmp, ...objects.map(objOf)]);
   if (link.code !== 0) {
     fs.rmSync(tmp, { force: true });
     warn(`linking: ${firstError(link.out)}`);

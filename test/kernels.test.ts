@@ -4,7 +4,9 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { availableBackends, getBackend } from '../src/backend/index.js';
+import { loadNativeBackend } from '../src/backend/native.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import type { Backend, RopeStyle } from '../src/backend/backend.js';
 import { DTypeError, ShapeError } from '../src/errors.js';
@@ -88,6 +90,22 @@ describe('reference oracle: hand-computed values', () => {
   });
 });
 
+describe('native kernel set selection', () => {
+  const native = loadNativeBackend();
+  // Linux lists in /proc/cpuinfo only the extensions the kernel enabled (zmm state saved), as dispatch.cc checks.
+  const cpuinfo = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const flags = new Set(/^flags\s*:(.*)$/m.exec(cpuinfo)?.[1]?.trim().split(/\s+/) ?? []);
+  test('reports the widest set the CPU and the build have, capped by ECHOATT_NATIVE_SIMD', { skip: !native || flags.size === 0 }, () => {
+    const built = native!.builtSimd;
+    assert.ok(built.includes('portable'));
+    const want = process.env.ECHOATT_NATIVE_SIMD;
+    const avx2 = built.includes('avx2') && ['avx2', 'fma', 'f16c'].every((f) => flags.has(f));
+    const avx512 = avx2 && built.includes('avx512') && ['avx512f', 'avx512vl', 'avx512bw'].every((f) => flags.has(f));
+    const expected = want === 'portable' || !avx2 ? 'portable' : want === 'avx2' || !avx512 ? 'avx2' : 'avx512';
+    assert.equal(native!.simd, expected);
+  });
+});
+
 for (const name of availableBackends()) {
   const be: Backend = getBackend(name);
   describe(`backend ${name} vs reference`, () => {
@@ -125,8 +143,48 @@ for (const name of availableBackends()) {
       assertClose(got, expect, 'batched gemm', 1e-4, 1e-4);
     });
 
+    test('gemm: partial register tiles of every table (6×16, 14×32), batched, strided, every layout', () => {
+      // m and n around multiples of 6/14 and 16/32 (a partial second 16-lane half of a 32-wide tile, a tile with
+      // only its first half, exact multiples), odd k; C rows padded with NaN that must survive (no write past n)
+      // and, with beta = 0, must not leak into the result.
+      let seed = 500;
+      for (const [m, n, k] of [[14, 32, 9], [13, 31, 17], [29, 44, 33], [15, 50, 1], [42, 95, 65], [11, 16, 7], [28, 64, 3]] as const) {
+        for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+          for (const beta of [0, 0.75]) {
+            const batch = 2;
+            const lda = (transA ? m : k) + 2;
+            const ldb = (transB ? k : n) + 1;
+            const ldc = n + 3;
+            const rowsA = transA ? k : m;
+            const rowsB = transB ? n : k;
+            const a = randn(batch * rowsA * lda, seed++);
+            const b = randn(batch * rowsB * ldb, seed++);
+            const c0 = randn(batch * m * ldc, seed++);
+            for (let i = 0; i < c0.length; i++) if (i % ldc >= n || beta === 0) c0[i] = NaN;
+            const args = {
+              m, n, k, transA, transB, lda, ldb, ldc, batch, alpha: -1.5, beta,
+              strideA: rowsA * lda, strideB: rowsB * ldb, strideC: m * ldc,
+            };
+            const expect = c0.slice();
+            ref.gemm({ ...args, a, b, c: expect });
+            const got = c0.slice();
+            be.gemm({ ...args, a, b, c: got });
+            const what = `gemm ${m}x${n}x${k} tA=${transA} tB=${transB} beta=${beta}`;
+            for (let i = 0; i < got.length; i++) {
+              if (i % ldc >= n) {
+                assert.ok(Number.isNaN(got[i]), `${what}: padding at ${i} written`);
+                got[i] = expect[i] = 0;
+              }
+            }
+            assertClose(got, expect, what, 1e-4, 1e-4);
+          }
+        }
+      }
+    });
+
     test('gemm at transformer sizes (blocking edges)', () => {
-      for (const [m, n, k] of [[128, 256, 300], [97, 513, 257], [1, 1000, 512], [3, 700, 64]] as const) {
+      // k past every table's KC (several k blocks accumulating onto C), m past its MC (several row blocks).
+      for (const [m, n, k] of [[128, 256, 300], [97, 513, 257], [1, 1000, 512], [3, 700, 64], [61, 97, 2100], [301, 70, 1100]] as const) {
         for (const transB of [false, true]) {
           const a = randn(m * k, m + k);
           const b = randn(k * n, n);
@@ -175,7 +233,7 @@ for (const name of availableBackends()) {
 
     test('matmulHalf: f16 and bf16 weights, decode (1 row) and prefill shapes, equals gemm on widened weights', () => {
       for (const dtype of ['f16', 'bf16'] as const) {
-        for (const [rows, n, k] of [[1, 1, 1], [1, 7, 63], [1, 65, 129], [1, 300, 257], [2, 33, 64], [3, 40, 100], [4, 50, 2048], [5, 129, 65], [9, 31, 96], [16, 70, 200], [37, 100, 300], [128, 96, 256]] as const) {
+        for (const [rows, n, k] of [[1, 1, 1], [1, 7, 63], [1, 65, 129], [1, 300, 257], [2, 33, 64], [3, 40, 100], [4, 50, 2048], [5, 129, 65], [9, 31, 96], [16, 70, 200], [37, 100, 300], [128, 96, 256], [29, 61, 1030], [50, 200, 77], [20, 48, 40], [17, 33, 9]] as const) {
           const wf = randn(n * k, rows + n + k, -2, 2);
           const bits = dtype === 'f16' ? f32ToF16(wf) : f32ToBf16(wf);
           const widened = dtype === 'f16' ? f16ToF32(bits) : bf16ToF32(bits);

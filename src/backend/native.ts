@@ -22,9 +22,12 @@ import { ShapeError } from '../errors.js';
 type F32 = Float32Array;
 type I32 = Int32Array;
 
+/** The native kernel set in use, widest first (see native/dispatch.cc). */
+export type NativeSimd = 'avx512' | 'avx2' | 'portable';
+
 /** The addon's exports (native/addon.cc). Optional arrays are passed as `null`. */
 interface Addon {
-  info(): { simd: 'avx2' | 'portable'; threads: number };
+  info(): { simd: NativeSimd; built: NativeSimd[]; threads: number };
   setThreads(n: number): void;
   gemm(
     a: F32, b: F32, c: F32, m: number, n: number, k: number, transA: boolean, transB: boolean,
@@ -86,9 +89,17 @@ export class NativeBackend implements Backend {
     return this.#addon.info().threads;
   }
 
-  /** Which kernel set is running: `'avx2'`, or `'portable'` (no AVX2+FMA, or `ECHOATT_NATIVE_SIMD=portable`). */
-  get simd(): 'avx2' | 'portable' {
+  /**
+   * Which kernel set is running: `'avx512'` (AVX-512 F+VL+BW), `'avx2'` (AVX2+FMA+F16C, or
+   * `ECHOATT_NATIVE_SIMD=avx2`), or `'portable'` (neither, or `ECHOATT_NATIVE_SIMD=portable`).
+   */
+  get simd(): NativeSimd {
     return this.#addon.info().simd;
+  }
+
+  /** The kernel sets this build of the addon contains, widest first (`'portable'` always; the x86 ones on x86). */
+  get builtSimd(): NativeSimd[] {
+    return this.#addon.info().built;
   }
 
   setThreads(n: number): void {
