@@ -182,6 +182,21 @@ for (const name of availableBackends()) {
       }
     });
 
+    test('batched gemm writing side by side (per-head column blocks of one activation)', () => {
+      // 3 heads of 8 columns in rows of 30: C_i = columns [8i, 8i + 8); a shared B (stride 0), A_i one head apart.
+      const [m, n, k, batch, ldc] = [5, 8, 12, 3, 30];
+      const a = randn(m * 40, 1);
+      const b = randn(k * n, 2);
+      const args = { m, n, k, lda: 40, strideA: 12, strideB: 0, ldc, strideC: 8, batch, cOff: 2 };
+      const e = new Float32Array(2 + m * ldc).fill(7);
+      const g = e.slice();
+      ref.gemm({ ...args, a, b, c: e });
+      be.gemm({ ...args, a, b, c: g });
+      assertClose(g, e, 'side-by-side batched gemm', 1e-4, 1e-4);
+      assert.equal(g[2 + 24], 7, 'columns right of the last block are untouched');
+      assert.throws(() => be.gemm({ ...args, a, b, c: g, strideC: 4 }), (err: unknown) => err instanceof ShapeError && /overlap/.test(String(err)));
+    });
+
     test('gemm at transformer sizes (blocking edges)', () => {
       // k past every table's KC (several k blocks accumulating onto C), m past its MC (several row blocks).
       for (const [m, n, k] of [[128, 256, 300], [97, 513, 257], [1, 1000, 512], [3, 700, 64], [61, 97, 2100], [301, 70, 1100]] as const) {

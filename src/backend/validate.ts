@@ -82,7 +82,11 @@ function checkGemm(p: GemmParams): void {
     need(op, 'b', p.b, bOff + (batch - 1) * sB + (bRows - 1) * ldb + bCols, shape);
   }
   need(op, 'c', p.c, cOff + (batch - 1) * sC + (m - 1) * ldc + n, shape);
-  if (sC < (m - 1) * ldc + n && batch > 1) throw new ShapeError(op, `strideC ${sC} makes batch outputs overlap`);
+  // Outputs may be stacked (each C_i after the previous) or side by side within the same rows (C_i = columns
+  // [i·strideC, i·strideC + n) of rows of ldc, as per-head blocks of a (T, H·D) activation); anything else overlaps.
+  const stacked = sC >= (m - 1) * ldc + n;
+  const sideBySide = m === 1 ? sC >= n : sC >= n && (batch - 1) * sC + n <= ldc;
+  if (batch > 1 && !stacked && !sideBySide) throw new ShapeError(op, `strideC ${sC} makes batch outputs overlap`);
 }
 
 function checkAttentionShape(op: string, p: {

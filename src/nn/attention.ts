@@ -20,32 +20,40 @@ export function attention(be: Backend, p: AttentionParams): void {
   }
   const group = H / Hkv;
   const kvStride = p.kvBatchStride ?? s * Hkv * D;
-  const scratch = new Float32Array(Math.min(BLOCK, tq) * s);
+  const scratch = new Float32Array(group * Math.min(BLOCK, tq) * s);
   for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < H; h++) {
-      const kh = Math.floor(h / group);
+    for (let kh = 0; kh < Hkv; kh++) {
+      const h0 = kh * group;
       for (let r0 = 0; r0 < tq; r0 += BLOCK) {
         const rows = Math.min(BLOCK, tq - r0);
         const cols = Math.min(s, qPos0 + r0 + rows); // keys visible to the block's last row
-        const sc = scratch.subarray(0, rows * cols);
+        const sc = scratch.subarray(0, group * rows * cols); // (group, rows, cols)
+        // The query heads of one KV group share K and V: one batched GEMM over the group (A_i = head h0 + i,
+        // B broadcast) instead of one call per head.
         be.gemm({
-          m: rows, n: cols, k: D, alpha: scale, transB: true,
-          a: q, aOff: ((b * tq + r0) * H + h) * D, lda: H * D,
-          b: k, bOff: b * kvStride + kh * D, ldb: Hkv * D,
-          c: sc, ldc: cols,
+          m: rows, n: cols, k: D, alpha: scale, transB: true, batch: group,
+          a: q, aOff: ((b * tq + r0) * H + h0) * D, lda: H * D, strideA: D,
+          b: k, bOff: b * kvStride + kh * D, ldb: Hkv * D, strideB: 0,
+          c: sc, ldc: cols, strideC: rows * cols,
         });
-        be.softmax(sc, sc, rows, cols, qPos0 + r0);
+        for (let i = 0; i < group; i++) {
+          const si = sc.subarray(i * rows * cols, (i + 1) * rows * cols);
+          be.softmax(si, si, rows, cols, qPos0 + r0);
+        }
         be.gemm({
-          m: rows, n: D, k: cols,
-          a: sc, lda: cols,
-          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D,
-          c: out, cOff: ((b * tq + r0) * H + h) * D, ldc: H * D,
+          m: rows, n: D, k: cols, batch: group,
+          a: sc, lda: cols, strideA: rows * cols,
+          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D, strideB: 0,
+          c: out, cOff: ((b * tq + r0) * H + h0) * D, ldc: H * D, strideC: D,
         });
         if (probs) {
-          for (let r = 0; r < rows; r++) {
-            const o = ((b * H + h) * tq + r0 + r) * s;
-            probs.set(sc.subarray(r * cols, (r + 1) * cols), o);
-            probs.fill(0, o + cols, o + s);
+          for (let i = 0; i < group; i++) {
+            for (let r = 0; r < rows; r++) {
+              const o = ((b * H + h0 + i) * tq + r0 + r) * s;
+              const src = (i * rows + r) * cols;
+              probs.set(sc.subarray(src, src + cols), o);
+              probs.fill(0, o + cols, o + s);
+            }
           }
         }
       }
@@ -63,16 +71,16 @@ export function probsTimesV(be: Backend, p: ProbsTimesVParams, qPos0: number): v
   const group = H / Hkv;
   const kvStride = p.kvBatchStride ?? s * Hkv * D;
   for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < H; h++) {
-      const kh = Math.floor(h / group);
+    for (let kh = 0; kh < Hkv; kh++) {
+      const h0 = kh * group;
       for (let r0 = 0; r0 < tq; r0 += BLOCK) {
         const rows = Math.min(BLOCK, tq - r0);
         const cols = Math.min(s, qPos0 + r0 + rows);
         be.gemm({
-          m: rows, n: D, k: cols,
-          a: probs, aOff: ((b * H + h) * tq + r0) * s, lda: s,
-          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D,
-          c: out, cOff: ((b * tq + r0) * H + h) * D, ldc: H * D,
+          m: rows, n: D, k: cols, batch: group,
+          a: probs, aOff: ((b * H + h0) * tq + r0) * s, lda: s, strideA: tq * s,
+          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D, strideB: 0,
+          c: out, cOff: ((b * tq + r0) * H + h0) * D, ldc: H * D, strideC: D,
         });
       }
     }
