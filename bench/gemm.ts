@@ -132,7 +132,21 @@ table(['layout m×n×k', 'threads', 'echoatt', 'OpenBLAS', 'ratio'], gemmRows);
 // W is (n=5632, k=2048): the FFN up-projection of a 2048-wide model, one token at a time.
 const [MN, MK] = [5632, 2048];
 const wBytes = MN * MK * 4;
-const llcBytes = 64 * 1024 * 1024; // comfortably above the L3 of current desktop/server parts
+/** Largest cache the OS reports (sysfs), at least 64 MiB: some server parts have 260 MiB of L3. */
+function lastLevelCacheBytes(): number {
+  let most = 64 * 1024 * 1024;
+  const dir = '/sys/devices/system/cpu/cpu0/cache';
+  try {
+    for (const idx of fs.readdirSync(dir).filter((d) => d.startsWith('index'))) {
+      const m = /^(\d+)([KMG]?)/.exec(fs.readFileSync(path.join(dir, idx, 'size'), 'utf8').trim());
+      if (m) most = Math.max(most, Number(m[1]) * ({ '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 } as Record<string, number>)[m[2]]);
+    }
+  } catch {
+    // no sysfs (not Linux): keep the default
+  }
+  return most;
+}
+const llcBytes = lastLevelCacheBytes();
 const nW = Math.max(3, Math.ceil((2 * llcBytes) / wBytes));
 const ws = Array.from({ length: nW }, (_, i) => randomArray(MN * MK, 10 + i));
 const x = randomArray(MK, 3);
