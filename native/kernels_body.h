@@ -400,12 +400,14 @@ static inline float load_w1(const float* p) { return *p; }
 template <bool BF>
 static inline float load_w1(const uint16_t* p) { return half1<BF>(*p); }
 
-// NW rows of W (row stride ldw) against R rows of x (row stride k): out[r·ldo + q] = W[q]·x[r].
+// NW rows of W (row stride ldw) against R rows of x (row stride k): out[r·ldo + q] = W[q]·x[r] + beta·out[r·ldo + q]
+// (out not read when beta == 0: it may hold NaN).
 // NW·R·U accumulator chains (4 to 12) hide the FMA latency; x (R·k floats) stays in L1 across the NW rows.
 // The software prefetch walks the memory of the NW rows linearly (assuming ldw = k, the dense case), one block
 // length ahead shifted by kStreamAheadBytes; with another stride it only wastes a few prefetches.
 template <bool BF, int NW, int R, class WT>
-static inline void stream_rows(const WT* w, int64_t ldw, int64_t k, const float* x, float* out, int64_t ldo) {
+static inline void stream_rows(const WT* w, int64_t ldw, int64_t k, const float* x, float* out, int64_t ldo,
+                               float beta) {
   constexpr int U = NW * R >= 8 ? 1 : NW * R >= 4 ? 2 : 4;
   constexpr int kLinesPerStep = NW * 32 * (int)sizeof(WT) / 64;  // cache lines of W per 32-column step
   F8 acc[U][NW][R];
@@ -436,7 +438,8 @@ static inline void stream_rows(const WT* w, int64_t ldw, int64_t k, const float*
       for (int u = 1; u < U; ++u) a = a + acc[u][q][r];
       float s = hsum8(a);
       for (int64_t t = j; t < k; ++t) s += load_w1<BF>(w + q * ldw + t) * x[r * k + t];
-      out[r * ldo + q] = s;
+      float* o = out + r * ldo + q;
+      *o = beta == 0.f ? s : s + beta * *o;
     }
   }
 }
@@ -445,55 +448,51 @@ static inline void stream_rows(const WT* w, int64_t ldw, int64_t k, const float*
 // is re-read from L1/L2, so W still crosses the memory bus once.
 template <bool BF, int NW, class WT>
 static inline void stream_block(const WT* w, int64_t ldw, int64_t k, const float* x, int64_t rows, float* out,
-                                int64_t ldo) {
+                                int64_t ldo, float beta) {
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const float* xr = x + r0 * k;
     float* o = out + r0 * ldo;
     switch (min64(4, rows - r0)) {
-      case 1: stream_rows<BF, NW, 1>(w, ldw, k, xr, o, ldo); break;
-      case 2: stream_rows<BF, NW, 2>(w, ldw, k, xr, o, ldo); break;
-      case 3: stream_rows<BF, NW, 3>(w, ldw, k, xr, o, ldo); break;
-      default: stream_rows<BF, NW, 4>(w, ldw, k, xr, o, ldo); break;
+      case 1: stream_rows<BF, NW, 1>(w, ldw, k, xr, o, ldo, beta); break;
+      case 2: stream_rows<BF, NW, 2>(w, ldw, k, xr, o, ldo, beta); break;
+      case 3: stream_rows<BF, NW, 3>(w, ldw, k, xr, o, ldo, beta); break;
+      default: stream_rows<BF, NW, 4>(w, ldw, k, xr, o, ldo, beta); break;
     }
   }
 }
 
 template <bool BF, int NW, class WT>
 static void stream_product_nw(const float* x, const WT* w, int64_t ldw, float* out, int64_t ldo, int64_t rows,
-                              int64_t n, int64_t k) {
+                              int64_t n, int64_t k, float beta) {
   const int64_t blocks = (n + NW - 1) / NW;
   parallel_for(blocks, max64(1, kGrainElems / max64(NW * k, 1)), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t i = NW * b;
       if (i + NW <= n) {
-        stream_block<BF, NW>(w + i * ldw, ldw, k, x, rows, out + i, ldo);
+        stream_block<BF, NW>(w + i * ldw, ldw, k, x, rows, out + i, ldo, beta);
       } else {
-        for (int64_t q = i; q < n; ++q) stream_block<BF, 1>(w + q * ldw, ldw, k, x, rows, out + q, ldo);
+        for (int64_t q = i; q < n; ++q) stream_block<BF, 1>(w + q * ldw, ldw, k, x, rows, out + q, ldo, beta);
       }
     }
   });
 }
 
-// out[r·ldo + q] = x[r]·W[q] for r < rows, q < n; x dense (rows, k), W rows at stride ldw.
+// out[r·ldo + q] = x[r]·W[q] (+ beta·out) for r < rows, q < n; x dense (rows, k), W rows at stride ldw.
 // Up to 4 rows of x the product is memory bound and one linear stream of W wins (above). With more rows W is
 // re-read from L1 for every group of four, the FMAs start to matter, and 3 rows of W per block (12 accumulators,
 // 13 ymm live) measured 1.6× faster than fewer.
 template <bool BF, class WT>
 static void stream_product(const float* x, const WT* w, int64_t ldw, float* out, int64_t ldo, int64_t rows,
-                           int64_t n, int64_t k) {
+                           int64_t n, int64_t k, float beta = 0.f) {
   if (rows <= 4) {
-    stream_product_nw<BF, 1>(x, w, ldw, out, ldo, rows, n, k);
+    stream_product_nw<BF, 1>(x, w, ldw, out, ldo, rows, n, k, beta);
   } else {
-    stream_product_nw<BF, 3>(x, w, ldw, out, ldo, rows, n, k);
+    stream_product_nw<BF, 3>(x, w, ldw, out, ldo, rows, n, k, beta);
   }
 }
 
 static void matvec(const float* w, const float* x, float* y, int64_t n, int64_t k, bool accumulate) {
-  if (!accumulate) return stream_product<false>(x, w, k, y, 1, 1, n, k);
-  float* tmp = new float[(size_t)n];
-  stream_product<false>(x, w, k, tmp, 1, 1, n, k);
-  for (int64_t i = 0; i < n; ++i) y[i] += tmp[i];
-  delete[] tmp;
+  stream_product<false>(x, w, k, y, 1, 1, n, k, accumulate ? 1.f : 0.f);
 }
 
 template <bool BF>
@@ -616,16 +615,8 @@ static void gemm_small_m(const GemmArgs& g) {
       for (int64_t p = 0; p < k; ++p) abuf[i * k + p] = g.alpha * (g.trans_a ? a[p * g.lda + i] : a[i * g.lda + p]);
     auto finish = [&](float* cij, float v) { *cij = g.beta == 0.f ? v : v + g.beta * *cij; };
     if (g.trans_b) {
-      // Rows of B are rows of W: the decode streaming product, B read once; beta folded in afterwards.
-      if (g.beta == 0.f) {
-        stream_product<false>(abuf, b, g.ldb, c, g.ldc, m, n, k);
-      } else {
-        float* tmp = new float[(size_t)(m * n)];
-        stream_product<false>(abuf, b, g.ldb, tmp, n, m, n, k);
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t j = 0; j < n; ++j) finish(c + i * g.ldc + j, tmp[i * n + j]);
-        delete[] tmp;
-      }
+      // Rows of B are rows of W: the decode streaming product, B read once.
+      stream_product<false>(abuf, b, g.ldb, c, g.ldc, m, n, k, g.beta);
     } else {
       constexpr int64_t kCols = 512;  // C block of m × 512 floats stays in L1 while B rows stream past
       const int64_t col_blocks = (n + kCols - 1) / kCols;

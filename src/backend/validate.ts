@@ -85,7 +85,7 @@ function checkGemm(p: GemmParams): void {
   // Outputs may be stacked (each C_i after the previous) or side by side within the same rows (C_i = columns
   // [i·strideC, i·strideC + n) of rows of ldc, as per-head blocks of a (T, H·D) activation); anything else overlaps.
   const stacked = sC >= (m - 1) * ldc + n;
-  const sideBySide = m === 1 ? sC >= n : sC >= n && (batch - 1) * sC + n <= ldc;
+  const sideBySide = sC >= n && (batch - 1) * sC + n <= ldc;
   if (batch > 1 && !stacked && !sideBySide) throw new ShapeError(op, `strideC ${sC} makes batch outputs overlap`);
 }
 
