@@ -14,14 +14,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadModel } from '../src/models/load.js';
+import { loadModel, saveModel } from '../src/models/load.js';
 import { generate } from '../src/models/generate.js';
 import { getBackend } from '../src/backend/index.js';
 import type { LlamaModel } from '../src/models/llama.js';
-import { directShare, saveHeadSharedModel, type HeadShareStrategy } from '../src/sharing/headshare.js';
+import { directShare, type HeadShareStrategy } from '../src/sharing/headshare.js';
 import { postShare } from '../src/sharing/postshare.js';
-import { saveModel } from '../src/sharing/student.js';
-import { fingerprint, packDocuments, readSamples, writeSamples } from '../src/distill/data.js';
+import { fingerprint, packDocuments, readSamples, writeSamples } from '../src/train/data.js';
 import { tokenPerplexity } from '../src/eval/perplexity.js';
 import { lineChart, writeChart, writeFileAtomic } from '../src/report/plot.js';
 import { SHARED_DIR } from '../src/cli/defaults.js';
@@ -86,7 +85,7 @@ console.log(`post-trained without sharing (rate 0): ppl ${post0Ppl.toFixed(3)}`)
 for (const rate of rates) {
   const ds = directShare(teacher, { shareRate: rate, strategy });
   const dir = `ds-${rate}`;
-  saveHeadSharedModel(path.join(outDir, dir), ds.model, checkpoint.tokenizerPath);
+  saveModel(path.join(outDir, dir), ds.model, checkpoint.tokenizerPath);
   const t1 = performance.now();
   const ps = await postShare(teacher, tokenizer, { shareRate: rate, strategy, dataset, steps, lambda, lr, seqLen: SEQ, batch: batch });
   const row: Row = {

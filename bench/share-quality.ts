@@ -11,7 +11,7 @@ import { loadModel } from '../src/models/load.js';
 import { generate } from '../src/models/generate.js';
 import { getBackend } from '../src/backend/index.js';
 import type { LlamaModel } from '../src/models/llama.js';
-import { makePlan, type PlanGroup } from '../src/sharing/plan.js';
+import { makePlan, type PlanGroup } from '../src/models/sharing-plan.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { sharingCost } from '../src/sharing/cost.js';
 import { SHARED_DIR } from '../src/cli/defaults.js';

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { getBackend } from '../src/backend/index.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
-import { makePlan, type SharingPlan } from '../src/sharing/plan.js';
+import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { sharingCost } from '../src/sharing/cost.js';
 import { peakRssGiB, tokens } from './common.js';

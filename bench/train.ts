@@ -18,11 +18,12 @@ import { loadModel } from '../src/models/load.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { configFromJson } from '../src/models/config.js';
 import { randomLlamaWeights } from '../src/models/random.js';
-import { makePlan } from '../src/sharing/plan.js';
+import { makePlan } from '../src/models/sharing-plan.js';
 import { buildStudent } from '../src/sharing/student.js';
-import { apply, forwardTrain, modelParams, OPS, Tape } from '../src/autograd/index.js';
+import { apply, OPS, Tape } from '../src/autograd/index.js';
 import { AdamW, clipGradNorm, selectTrainable } from '../src/distill/index.js';
 import { SHARED_DIR } from '../src/cli/defaults.js';
+import { forwardTrain, modelParams } from '../src/models/tape-ops.js';
 
 function arg(name: string, def?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

@@ -23,12 +23,12 @@ import { loadModel } from '../src/models/load.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
 import { exportGguf, ggufTokenizerOf, ggufTokenizerFromJson } from '../src/export/gguf.js';
-import { writeHfCheckpoint } from '../src/io/llama2c.js';
-import { makePlan, type SharingPlan } from '../src/sharing/plan.js';
+import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { getBackend } from '../src/backend/index.js';
 import { SHARED_DIR } from '../src/cli/defaults.js';
 import { peakRssGiB, tokens } from './common.js';
+import { writeModelCheckpoint } from '../src/models/checkpoint.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const nlcDir = path.join(here, '.llamacpp');
@@ -90,7 +90,7 @@ function ensureModelFiles(): { hfDir: string; ggufF16: string; ggufF32: string }
   console.log(`writing the random ${tag} model (safetensors F16, GGUF F16 and F32) to bench/.cache ...`);
   const cfg = tinyLlamaConfig(layers);
   const f16 = randomLlamaWeights(cfg, { seed: 21, dtype: 'f16' });
-  writeHfCheckpoint(hfDir, cfg, f16, LLAMA2_TOKENIZER);
+  writeModelCheckpoint(hfDir, cfg, f16, LLAMA2_TOKENIZER);
   // The GGUFs are written from the F16 values widened to f32, so all three files hold the same numbers.
   const model = LlamaModel.fromWeights(cfg, f16, getBackend('reference'));
   const tok = ggufTokenizerFromJson(LLAMA2_TOKENIZER);

@@ -9,25 +9,26 @@
  * const student = buildStudent(model, plan);
  * ```
  */
-export { EchoattError, ShapeError, DTypeError, OptionError } from './errors.js';
+export * from './errors.js';
 export { Tensor } from './tensor/tensor.js';
 export { HalfWeight, type Weight } from './tensor/weight.js';
 export type { Backend } from './backend/backend.js';
 export { getBackend, availableBackends, type BackendName } from './backend/index.js';
-export { loadModel, type LoadedModel } from './models/load.js';
-export { LlamaModel } from './models/llama.js';
-export { SharedLlamaModel } from './models/shared-llama.js';
-export { HeadSharedLlamaModel } from './models/headshared-llama.js';
+export { loadModel, saveModel, type LoadedModel } from './models/load.js';
+export { LlamaModel, type ForwardOptions } from './models/llama.js';
+export type { LayerAttention } from './models/attention-kinds.js';
+export { withPlan, withHeadMap, toDense } from './models/surgery.js';
+export { forwardTrain, modelParams } from './models/tape-ops.js';
 export { generate, type GenerateOptions } from './models/generate.js';
-export { loadCheckpoint } from './io/hf.js';
+export { loadCheckpoint } from './models/checkpoint.js';
 export { loadTokenizer } from './tokenizer/index.js';
 export { analyze, type AnalyzeOptions, type AnalysisResult } from './analysis/analyze.js';
 export { planSharing } from './pipeline/plan-sharing.js';
-export { makePlan, parsePlan, validatePlan, type SharingPlan } from './sharing/plan.js';
-export { buildStudent, saveModel } from './sharing/student.js';
+export { makePlan, parsePlan, validatePlan, type SharingPlan } from './models/sharing-plan.js';
+export { buildStudent } from './sharing/student.js';
 export { sharingCost } from './sharing/cost.js';
 export { directShare } from './sharing/headshare.js';
-export { distill, type DistillOptions, type DistillResult } from './distill/distill.js';
+export { distill, type DistillOptions, type DistillResult } from './distill/index.js';
 export { evaluate, type EvaluateOptions, type EvalReport } from './eval/evaluate.js';
 export { exportGguf, ggufTokenizerOf } from './export/gguf.js';
 export { runPipeline, type PipelineOptions, type PipelineSummary } from './pipeline/pipeline.js';

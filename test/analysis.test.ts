@@ -10,18 +10,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { configFromJson } from '../src/models/config.js';
 import { randomLlamaWeights } from '../src/models/random.js';
-import { LlamaModel, layerTensorNames } from '../src/models/llama.js';
+import { LlamaModel } from '../src/models/llama.js';
 import { loadModel } from '../src/models/load.js';
 import type { StoredTensor } from '../src/tensor/tensor.js';
 import { SimilarityAccumulator, type SimilarityStats } from '../src/analysis/similarity.js';
-import {
-  calibrationSequences, resolveCalibrationSource, stripGutenberg, unwrapParagraphs,
-} from '../src/analysis/calibration.js';
+import { calibrationSequences } from '../src/analysis/calibration.js';
 import { budgetStrategy, echoattStrategy, spanStrategy, type StrategyInput } from '../src/analysis/strategies.js';
 import { analyze } from '../src/analysis/analyze.js';
-import { parsePlan, validatePlan, PlanError, makePlan } from '../src/sharing/plan.js';
-import { EchoattError } from '../src/errors.js';
+import { parsePlan, validatePlan, makePlan } from '../src/models/sharing-plan.js';
+import { EchoattError, PlanError } from '../src/errors.js';
 import { randInts, randn, repoRoot, sharedDir } from './helpers.js';
+import { layerTensorNames } from '../src/models/tensor-spec.js';
+import { resolveCorpusSource, stripGutenberg, unwrapParagraphs } from '../src/io/corpus.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 
@@ -202,7 +202,7 @@ describe('calibration data', () => {
   test('plain text: N sequences of T tokens, each starting with BOS, deterministic', async () => {
     const f = path.join(dir, 'a.txt');
     fs.writeFileSync(f, texts.join('\n\n'));
-    const src = resolveCalibrationSource(f);
+    const src = resolveCorpusSource(f);
     assert.equal(src.kind, 'text');
     const a = await calibrationSequences(tokenizer, src, { seqs: 3, seqLen: 16 });
     const b = await calibrationSequences(tokenizer, src, { seqs: 3, seqLen: 16 });
@@ -226,9 +226,9 @@ describe('calibration data', () => {
     const { parquetWriteFile } = await import('hyparquet-writer');
     parquetWriteFile({ filename: parquet, columnData: [{ name: 'id', data: [0, 1, 2], type: 'INT32' }, { name: 'story', data: texts, type: 'STRING' }] });
     const opts = { seqs: 4, seqLen: 20 };
-    const f = await calibrationSequences(tokenizer, resolveCalibrationSource(folder), opts);
-    const j = await calibrationSequences(tokenizer, resolveCalibrationSource(jsonl, { field: 'story' }), opts);
-    const p = await calibrationSequences(tokenizer, resolveCalibrationSource(parquet, { field: 'story' }), opts);
+    const f = await calibrationSequences(tokenizer, resolveCorpusSource(folder), opts);
+    const j = await calibrationSequences(tokenizer, resolveCorpusSource(jsonl, { field: 'story' }), opts);
+    const p = await calibrationSequences(tokenizer, resolveCorpusSource(parquet, { field: 'story' }), opts);
     assert.equal(f.source.kind, 'folder');
     assert.equal(j.source.kind, 'jsonl');
     assert.equal(p.source.kind, 'parquet');
@@ -237,18 +237,18 @@ describe('calibration data', () => {
     assert.deepEqual(p.sequences, f.sequences);
     assert.equal(p.documentsRead, 3);
     // Wrong field / column names are reported with the file.
-    await assert.rejects(calibrationSequences(tokenizer, resolveCalibrationSource(jsonl, { field: 'nope' }), opts), (e: EchoattError) => e.code === 'E_FORMAT' && /nope/.test(e.message));
-    await assert.rejects(calibrationSequences(tokenizer, resolveCalibrationSource(parquet, { field: 'nope' }), opts), (e: EchoattError) => e.code === 'E_FORMAT' && /story/.test(e.message));
+    await assert.rejects(calibrationSequences(tokenizer, resolveCorpusSource(jsonl, { field: 'nope' }), opts), (e: EchoattError) => e.code === 'E_FORMAT' && /nope/.test(e.message));
+    await assert.rejects(calibrationSequences(tokenizer, resolveCorpusSource(parquet, { field: 'nope' }), opts), (e: EchoattError) => e.code === 'E_FORMAT' && /story/.test(e.message));
   });
 
   test('too little data: fewer sequences (and requestedSeqs); none at all is an OptionError', async () => {
     const f = path.join(dir, 'short.txt');
     fs.writeFileSync(f, texts[0]);
-    const r = await calibrationSequences(tokenizer, resolveCalibrationSource(f), { seqs: 10, seqLen: 8 });
+    const r = await calibrationSequences(tokenizer, resolveCorpusSource(f), { seqs: 10, seqLen: 8 });
     assert.ok(r.sequences.length >= 1 && r.sequences.length < 10);
     assert.equal(r.requestedSeqs, 10);
-    await assert.rejects(calibrationSequences(tokenizer, resolveCalibrationSource(f), { seqs: 1, seqLen: 500 }), (e: EchoattError) => e.code === 'E_OPTION');
-    assert.throws(() => resolveCalibrationSource(path.join(dir, 'missing.txt')), (e: EchoattError) => e.code === 'E_IO');
+    await assert.rejects(calibrationSequences(tokenizer, resolveCorpusSource(f), { seqs: 1, seqLen: 500 }), (e: EchoattError) => e.code === 'E_OPTION');
+    assert.throws(() => resolveCorpusSource(path.join(dir, 'missing.txt')), (e: EchoattError) => e.code === 'E_IO');
   });
 
   test('Project Gutenberg headers and footers are stripped; hard wraps joined', () => {
@@ -356,7 +356,7 @@ describe('plan strategies', () => {
   });
 
   test('malformed plan JSON and plans that do not fit the model are PlanErrors', () => {
-    for (const bad of [null, [], { groups: 'x' }, { groups: [{ anchor: -1, shared: [] }] }, { groups: [{ anchor: 0, shared: [1.5] }] }, { version: 2, groups: [] }, { groups: [{ anchor: 0, shared: [1], extra: 1 }] }]) {
+    for (const bad of [null, [], { groups: 'x' }, { groups: [{ anchor: -1, shared: [] }] }, { groups: [{ anchor: 0, shared: [1.5] }] }, { version: 3, groups: [] }, { groups: [{ anchor: 0, shared: [1], extra: 1 }] }]) {
       assert.throws(() => parsePlan(bad, 'bad.json'), PlanError, JSON.stringify(bad));
     }
     assert.throws(() => validatePlan(makePlan('manual', [{ anchor: 3, shared: [2] }]), 8), PlanError);

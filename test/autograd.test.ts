@@ -9,14 +9,15 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { availableBackends, getBackend } from '../src/backend/index.js';
 import type { Backend } from '../src/backend/backend.js';
-import { apply, defineOp, forwardTrain, modelParams, OPS, Param, Tape, Var } from '../src/autograd/index.js';
+import { apply, defineOp, OPS, Param, Tape, Var } from '../src/autograd/index.js';
 import { configFromJson } from '../src/models/config.js';
 import { randomLlamaWeights } from '../src/models/random.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { loadModel } from '../src/models/load.js';
-import { makePlan } from '../src/sharing/plan.js';
+import { makePlan } from '../src/models/sharing-plan.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { assertClose, f32, randInts, randn, sharedDir } from './helpers.js';
+import { forwardTrain, modelParams } from '../src/models/tape-ops.js';
 
 /** Test-only op: `Σ r ⊙ x`, a scalar that turns any op output into a loss with `∂L/∂out = r`. */
 const dotWith = defineOp<{ x: Var; r: Float32Array }, Var, { x: Var; r: Float32Array; y: Var }>({
@@ -317,15 +318,15 @@ describe('whole-model gradients (reference backend) match finite differences', (
     full.backward(lossOf(student, params, full));
     const gFull = params.byName.get('model.layers.1.self_attn.q_proj.weight')!.grad!.slice();
     for (const p of params.list) p.grad = null;
-    for (const l of [2, 3]) params.layers[l].wv.requiresGrad = false;
-    const v2 = params.layers[2].wv.data.slice();
-    const v3 = params.layers[3].wv.data.slice();
-    params.layers[2].wv.data.fill(0); // shared layers now ignore P entirely
-    params.layers[3].wv.data.fill(0);
+    for (const l of [2, 3]) params.layers[l].wv!.requiresGrad = false;
+    const v2 = params.layers[2].wv!.data.slice();
+    const v3 = params.layers[3].wv!.data.slice();
+    params.layers[2].wv!.data.fill(0); // shared layers now ignore P entirely
+    params.layers[3].wv!.data.fill(0);
     const cut = new Tape(be);
     cut.backward(lossOf(student, params, cut));
-    params.layers[2].wv.data.set(v2);
-    params.layers[3].wv.data.set(v3);
+    params.layers[2].wv!.data.set(v2);
+    params.layers[3].wv!.data.set(v3);
     const gCut = params.byName.get('model.layers.1.self_attn.q_proj.weight')!.grad!;
     let diff = 0;
     for (let i = 0; i < gCut.length; i++) diff = Math.max(diff, Math.abs(gCut[i] - gFull[i]));

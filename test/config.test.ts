@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configFromJson, configToHfJson, llama2cConfig, parseRawConfig, resolveConfig } from '../src/models/config.js';
-import { expectedTensors } from '../src/models/tensor-names.js';
-import { ConfigError, UnsupportedError } from '../src/io/errors.js';
+import { expectedTensors } from '../src/models/tensor-spec.js';
+import { ConfigError, UnsupportedError } from '../src/errors.js';
 
 const shared = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '../shared');
 const readJson = (p: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(shared, p), 'utf8')) as Record<string, unknown>;
@@ -43,8 +43,11 @@ test('smollm2 config: unknown keys kept in extra and written back', () => {
   const again = configFromJson(JSON.parse(JSON.stringify(back)), 'roundtrip.json');
   assert.deepEqual(again, cfg);
   assert.equal(back.initializer_range, json.initializer_range);
-  const withSharing = configFromJson({ ...json, echoatt_sharing: { groups: [[0, 1]] } }, 'x');
-  assert.deepEqual(configToHfJson(withSharing).echoatt_sharing, { groups: [[0, 1]] });
+  // The sharing plan is parsed and validated once, here, and written back in its normal form.
+  const withSharing = configFromJson({ ...json, echoatt_sharing: { groups: [{ anchor: 0, shared: [1] }] } }, 'x');
+  assert.deepEqual(configToHfJson(withSharing).echoatt_sharing, { format: 'echoatt-plan', version: 1, strategy: 'manual', groups: [{ anchor: 0, shared: [1] }] });
+  assert.deepEqual(withSharing.attention[1], { kind: 'echo', anchor: 0, heads: null });
+  assert.throws(() => configFromJson({ ...json, echoatt_sharing: { groups: [[0, 1]] } }, 'x'), /x \(echoatt_sharing\): groups\[0\] must be an object/);
 });
 
 test('rope scaling llama3 / linear parsed; head_dim field; eos list; Qwen2 gets q/k/v biases', () => {

@@ -13,7 +13,6 @@ import path from 'node:path';
 import { AdamW, clipGradNorm, lrAt, packDocuments, Rng32, readCheckpointState, distill, DEFAULT_LOSS } from '../src/distill/index.js';
 import { Param } from '../src/autograd/tape.js';
 import { loadModel } from '../src/models/load.js';
-import { SharedLlamaModel } from '../src/models/shared-llama.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { repoRoot, sharedDir } from './helpers.js';
 
@@ -214,7 +213,7 @@ describe('distill: end to end', () => {
     const after = res.evalAfter[0].student.loss;
     assert.ok(after < before, `held-out loss ${before} -> ${after}`);
     const { model } = loadModel(res.studentDir);
-    assert.ok(model instanceof SharedLlamaModel);
+    assert.ok(model.plan, 'a shared-attention student');
     assert.deepEqual(model.plan.groups, [{ anchor: 1, shared: [2, 3] }]);
     // Only shared layers changed: layer 0 is the teacher's, layer 2's MLP is not.
     const teacher = loadModel(STORIES).model;

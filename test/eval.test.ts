@@ -14,7 +14,7 @@ import { availableBackends, getBackend } from '../src/backend/index.js';
 import { configFromJson } from '../src/models/config.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { randomLlamaWeights } from '../src/models/random.js';
-import { SharedLlamaModel } from '../src/models/shared-llama.js';
+import { withPlan } from '../src/models/surgery.js';
 import { makePlan } from '../src/models/sharing-plan.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import {
@@ -214,7 +214,7 @@ for (const backendName of availableBackends()) {
     });
 
     test('a shared-attention student scores through the replicated (V-only) KV cache', () => {
-      const student = SharedLlamaModel.fromTeacher(model, makePlan('manual', [{ anchor: 0, shared: [1, 2] }]));
+      const student = withPlan(model, makePlan('manual', [{ anchor: 0, shared: [1, 2] }]));
       const ctx = tok.encode('the student');
       const conts = [tok.encode(' is small', { bos: false }), tok.encode(' runs', { bos: false })];
       const s = scoreContinuations(student, ctx, conts);
@@ -561,7 +561,7 @@ describe('perplexity corpora', () => {
 describe('evaluate, table and speed', () => {
   test('two models side by side: deltas against the first, Markdown states the perplexity convention', async () => {
     const a = tinyModel('reference');
-    const b = SharedLlamaModel.fromTeacher(a, makePlan('manual', [{ anchor: 0, shared: [1] }]));
+    const b = withPlan(a, makePlan('manual', [{ anchor: 0, shared: [1] }]));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echoatt-eval-ppl-'));
     const txt = path.join(dir, 't.txt');
     fs.writeFileSync(txt, 'the quick brown fox jumps over the lazy dog. '.repeat(6));

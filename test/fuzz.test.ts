@@ -14,7 +14,7 @@ import { loadLlama2c } from '../src/io/llama2c.js';
 import { configFromJson } from '../src/models/config.js';
 import { loadLlama2cTokenizer } from '../src/tokenizer/llama2c.js';
 import { loadHfTokenizer } from '../src/tokenizer/hf.js';
-import { parsePlan, validatePlan } from '../src/sharing/plan.js';
+import { parsePlan, validatePlan } from '../src/models/sharing-plan.js';
 import { readGgufHeader } from '../src/io/gguf.js';
 import { readJsonFile } from '../src/io/fsutil.js';
 import { exportGguf, ggufTokenizerOf } from '../src/export/gguf.js';

@@ -7,13 +7,12 @@ import path from 'node:path';
 import { loadModel } from '../src/models/load.js';
 import { exportGguf, ggufTensorName, ggufTokenizerFromJson, ggufTokenizerOf } from '../src/export/gguf.js';
 import { readGgufHeader } from '../src/io/gguf.js';
-import { writeHfCheckpoint } from '../src/io/llama2c.js';
-import { loadCheckpoint } from '../src/io/hf.js';
 import { buildStudent } from '../src/sharing/student.js';
-import { makePlan } from '../src/sharing/plan.js';
+import { makePlan } from '../src/models/sharing-plan.js';
 import { f16ToF32 } from '../src/tensor/dtype.js';
-import { FormatError } from '../src/io/errors.js';
 import { sharedDir } from './helpers.js';
+import { FormatError } from '../src/errors.js';
+import { writeModelCheckpoint, loadCheckpoint } from '../src/models/checkpoint.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 
@@ -49,7 +48,7 @@ test('stories260K exports to GGUF with llama metadata, tokenizer and interleaved
     // The same model via the HF layout (rotate-half) exports identical q/k after un-permuting, in f16.
     const hf = path.join(dir, 'hf');
     const ck = loadCheckpoint(STORIES);
-    writeHfCheckpoint(hf, ck.config, ck.weights, path.join(sharedDir, 'models/stories260K/tok512.bin'));
+    writeModelCheckpoint(hf, ck.config, ck.weights, path.join(sharedDir, 'models/stories260K/tok512.bin'));
     const b = loadModel(hf);
     const f16 = path.join(dir, 'b.gguf');
     exportGguf(f16, b.model, ggufTokenizerOf(b.tokenizer), { dtype: 'f16' });

@@ -8,26 +8,23 @@ import path from 'node:path';
 import { availableBackends, getBackend } from '../src/backend/index.js';
 import type { Backend } from '../src/backend/backend.js';
 import { LlamaModel } from '../src/models/llama.js';
-import { HeadSharedLlamaModel } from '../src/models/headshared-llama.js';
-import { HeadMapError, makeHeadMap, parseHeadMap, validateHeadMap } from '../src/models/head-map.js';
-import { loadModel } from '../src/models/load.js';
+import { toDense, withHeadMap } from '../src/models/surgery.js';
+import { headLayout, makeHeadMap, parseHeadMap, validateHeadMap } from '../src/models/head-map.js';
+import { loadModel, saveModel } from '../src/models/load.js';
 import { configFromJson, type LlamaConfig } from '../src/models/config.js';
 import { randomLlamaWeights } from '../src/models/random.js';
-import { expectedTensors } from '../src/models/tensor-names.js';
-import {
-  directShare, headSimilarity, HEAD_SHARE_STRATEGIES, saveHeadSharedModel, selectHeadSharing, validateHeadShareOptions,
-  formatHeadShareReport,
-} from '../src/sharing/headshare.js';
-import { buildStudent, saveModel } from '../src/sharing/student.js';
-import { makePlan } from '../src/sharing/plan.js';
-import { OptionError } from '../src/errors.js';
+import { expectedTensors } from '../src/models/tensor-spec.js';
+import { directShare, headSimilarity, HEAD_SHARE_STRATEGIES, selectHeadSharing, validateHeadShareOptions, formatHeadShareReport } from '../src/sharing/headshare.js';
+import { buildStudent } from '../src/sharing/student.js';
+import { makePlan } from '../src/models/sharing-plan.js';
+import { OptionError, HeadMapError } from '../src/errors.js';
 import { headSharePenalty, headSharePenaltyValue, postShare } from '../src/sharing/postshare.js';
 import { apply, Tape } from '../src/autograd/tape.js';
-import { modelParams } from '../src/autograd/model.js';
-import { fingerprint } from '../src/distill/data.js';
+import { modelParams } from '../src/models/tape-ops.js';
+import { fingerprint } from '../src/train/data.js';
 import { openSafetensors } from '../src/io/safetensors.js';
-import { loadCheckpoint } from '../src/io/hf.js';
 import { assertClose, f32, randInts, repoRoot, sharedDir } from './helpers.js';
+import { loadCheckpoint } from '../src/models/checkpoint.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 
@@ -48,10 +45,10 @@ function copyUnit(m: LlamaModel, l: number, g: number, sl: number, sg: number): 
   const G = H / U;
   const [dst, src] = [m.params.layers[l], m.params.layers[sl]];
   const qr = G * D * dim;
-  f32(dst.wq).set(f32(src.wq).subarray(sg * qr, (sg + 1) * qr), g * qr);
-  f32(dst.wk).set(f32(src.wk).subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
-  f32(dst.wv).set(f32(src.wv).subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
-  for (let r = 0; r < dim; r++) f32(dst.wo).set(f32(src.wo).subarray(r * H * D + sg * G * D, r * H * D + (sg + 1) * G * D), r * H * D + g * G * D);
+  f32(dst.wq!).set(f32(src.wq!).subarray(sg * qr, (sg + 1) * qr), g * qr);
+  f32(dst.wk!).set(f32(src.wk!).subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
+  f32(dst.wv!).set(f32(src.wv!).subarray(sg * D * dim, (sg + 1) * D * dim), g * D * dim);
+  for (let r = 0; r < dim; r++) f32(dst.wo!).set(f32(src.wo!).subarray(r * H * D + sg * G * D, r * H * D + (sg + 1) * G * D), r * H * D + g * G * D);
   dst.bq?.set(src.bq!.subarray(sg * G * D, (sg + 1) * G * D), g * G * D);
   dst.bk?.set(src.bk!.subarray(sg * D, (sg + 1) * D), g * D);
   dst.bv?.set(src.bv!.subarray(sg * D, (sg + 1) * D), g * D);
@@ -116,7 +113,7 @@ for (const name of availableBackends()) {
         assert.ok(maxDiff(more.model.forward(IDS), expected) > 1e-3);
         // The original is untouched and the dense rebuild equals the shared model.
         assertClose(teacher.forward(IDS), expected, 'teacher after sharing', 0, 0);
-        assertClose(more.model.toDense().forward(IDS), more.model.forward(IDS), 'dense rebuild', 1e-5, 1e-5);
+        assertClose(toDense(more.model).forward(IDS), more.model.forward(IDS), 'dense rebuild', 1e-5, 1e-5);
       });
     }
 
@@ -129,11 +126,12 @@ for (const name of availableBackends()) {
         { layer: 2, group: 1, source_layer: 1, source_group: 1 },
         { layer: 4, group: 0, source_layer: 3, source_group: 0 },
       ], cfg);
-      const model = HeadSharedLlamaModel.fromTeacher(teacher, map);
-      assert.equal(model.params.layers[2].wq.length, 0);
-      assert.equal(model.params.layers[4].wq.length, 2 * 8 * 32);
-      assert.deepEqual(model.layout.qSrc[2], [[0, 2], [0, 3], [1, 2], [1, 3]]);
-      assert.deepEqual(model.layout.kvSrc[4], [[3, 0], [4, 0]]);
+      const model = withHeadMap(teacher, map);
+      assert.equal(model.params.layers[2].wq?.length ?? 0, 0);
+      assert.equal(model.params.layers[4].wq!.length, 2 * 8 * 32);
+      const layout = headLayout(model.config, model.headMap);
+      assert.deepEqual(layout.qSrc[2], [[0, 2], [0, 3], [1, 2], [1, 3]]);
+      assert.deepEqual(layout.kvSrc[4], [[3, 0], [4, 0]]);
       // Reference: the same sharing done by copying weights into a dense model.
       const dense = LlamaModel.fromWeights(cfg, randomLlamaWeights(cfg, { seed: 3 }), be);
       copyUnit(dense, 2, 0, 0, 1);
@@ -141,7 +139,7 @@ for (const name of availableBackends()) {
       copyUnit(dense, 4, 0, 3, 0);
       const expected = dense.forward(IDS, { batch: 2 });
       assertClose(model.forward(IDS, { batch: 2 }), expected, 'batched shared logits', 1e-5, 1e-5);
-      assertClose(model.toDense().forward(IDS, { batch: 2 }), expected, 'dense rebuild', 1e-5, 1e-5);
+      assertClose(toDense(model).forward(IDS, { batch: 2 }), expected, 'dense rebuild', 1e-5, 1e-5);
     });
   });
 }
@@ -152,7 +150,7 @@ test('save → reload: identical logits, smaller file, each shared weight stored
     const { model: teacher, checkpoint } = loadModel(STORIES);
     const ids = Int32Array.of(1, 403, 407, 261, 378, 395, 289, 412, 270, 11);
     const { model, map } = directShare(teacher, { shareRate: 0.4, strategy: 'qk' });
-    saveHeadSharedModel(path.join(dir, 'hs'), model, checkpoint.tokenizerPath);
+    saveModel(path.join(dir, 'hs'), model, checkpoint.tokenizerPath);
     saveModel(path.join(dir, 'dense'), teacher, checkpoint.tokenizerPath);
     const size = (d: string) => fs.statSync(path.join(dir, d, 'model.safetensors')).size;
     const saved = 4 * (teacher.parameterCount() - model.parameterCount());
@@ -163,11 +161,11 @@ test('save → reload: identical logits, smaller file, each shared weight stored
     const st = openSafetensors(path.join(dir, 'hs', 'model.safetensors'));
     const shapes = new Map([...st.tensors].map(([n, t]) => [n, t.shape]));
     st.close();
-    const own = model.layout.ownGroups;
+    const own = headLayout(model.config, model.headMap).ownGroups;
     for (let l = 0; l < 5; l++) assert.deepEqual(shapes.get(`model.layers.${l}.self_attn.q_proj.weight`), own[l].length ? [own[l].length * 16, 64] : undefined);
     const loaded = loadModel(path.join(dir, 'hs'));
     const again = loaded.model;
-    assert.ok(again instanceof HeadSharedLlamaModel);
+    assert.ok(again.headMap, 'loads as a head-shared model');
     assertClose(again.forward(ids), model.forward(ids), 'reloaded logits', 1e-5, 1e-5);
     assert.equal(again.parameterCount(), model.parameterCount());
     // The loaded model computes straight from the stored tensors (no copy made while loading).
@@ -192,9 +190,9 @@ test('q/k/v biases (Qwen2) are shared with their rows and survive save → reloa
   assertClose(model.forward(IDS), expected, 'shared logits with biases', 1e-5, 1e-5);
   const dir = tmpdir();
   try {
-    saveHeadSharedModel(dir, model);
+    saveModel(dir, model);
     const ck = loadCheckpoint(dir); // checks the compact tensor set against config.json's head map
-    const again = HeadSharedLlamaModel.fromWeights(ck.config, ck.weights, getBackend('reference'));
+    const again = LlamaModel.fromWeights(ck.config, ck.weights, getBackend('reference'));
     assertClose(again.forward(IDS), expected, 'reloaded logits with biases', 1e-5, 1e-5);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -216,7 +214,7 @@ test('options are validated with clear messages (a string share rate is an error
   assert.equal(validateHeadShareOptions({ shareRate: 0 }, cfg).count, 0);
 });
 
-test('head maps are validated; no chains; layer-wise sharing cannot be combined', () => {
+test('head maps are validated; no chains; layer-wise sharing combines where the layers allow', () => {
   const cfg = tinyConfig(2);
   assert.throws(() => parseHeadMap([], 'm'), /m: head map must be a JSON object/);
   assert.throws(() => parseHeadMap({ shared: [{ layer: 1, group: 0, source_layer: -1, source_group: 0 }] }, 'm'), /source_layer must be a non-negative integer/);
@@ -239,11 +237,13 @@ test('head maps are validated; no chains; layer-wise sharing cannot be combined'
   const sel = selectHeadSharing(sim, 2, cfg);
   assert.deepEqual(sel.map.shared.map((e) => [e.layer, e.group, e.source_layer, e.source_group]), [[1, 0, 0, 0], [2, 0, 0, 0]]);
   assert.ok(sel.map.shared.every((e) => Math.abs(e.cosine! - 1) < 1e-5));
-  // Layer-wise + head-wise in one model is refused with the reason.
+  // Layer-wise + head-wise in one model: head sharing leaves the echo layer out; a map naming it is refused with the reason.
   const student = buildStudent(teacher, makePlan('manual', [{ anchor: 1, shared: [2] }]));
-  assert.throws(() => directShare(student, { shareRate: 0.2 }), (e: unknown) => e instanceof HeadMapError && /cannot be combined with layer-wise attention sharing/.test((e as Error).message));
-  const both = { ...student.config, extra: { ...student.config.extra, echoatt_head_sharing: { shared: [] } } };
-  assert.throws(() => expectedTensors(both), /cannot be combined with layer-wise attention sharing/);
+  const both = directShare(student, { shareRate: 0.2 }).model;
+  assert.ok(both.headMap!.shared.length > 0 && both.headMap!.shared.every((e) => e.layer !== 2 && e.source_layer !== 2));
+  assert.deepEqual(both.sharedLayers(), [2]);
+  const naming = makeHeadMap('manual', [{ layer: 2, group: 0, source_layer: 0, source_group: 0 }], cfg);
+  assert.throws(() => withHeadMap(student, naming), (e: unknown) => e instanceof HeadMapError && /echoes layer 1's attention/.test((e as Error).message));
   // Sharing twice is refused too.
   const hs = directShare(teacher, { shareRate: 0.1 }).model;
   assert.throws(() => directShare(hs, { shareRate: 0.1 }), /already head-shared/);
@@ -261,7 +261,7 @@ test('echoatt headshare: saves a loadable model, reports the weight-only saving,
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.bin', 'headshare-report/headshare-sources.png', 'headshare-report/headshare-similarity.svg']) {
       assert.ok(fs.existsSync(path.join(out, f)), f);
     }
-    assert.ok(loadModel(out).model instanceof HeadSharedLlamaModel);
+    assert.ok(loadModel(out).model.headMap, 'loads as a head-shared model');
     const bad = cli(['--share-rate', 'abc', '--out', path.join(dir, 'x')]);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--share-rate: expected a number in \[0, 1\), got 'abc'/);
@@ -331,7 +331,7 @@ describe('PostShare', () => {
     assert.equal(straight.map.shared.length, 3);
     assert.ok(straight.penaltyAfter < 0.9 * straight.penaltyBefore, `penalty ${straight.penaltyBefore} -> ${straight.penaltyAfter}`);
     assert.equal(straight.report.method, 'PostShare');
-    assertClose(straight.model.forward(IDS), straight.model.toDense().forward(IDS), 'shared vs dense', 1e-5, 1e-5);
+    assertClose(straight.model.forward(IDS), toDense(straight.model).forward(IDS), 'shared vs dense', 1e-5, 1e-5);
     const dir = tmpdir();
     try {
       const checkpoint = path.join(dir, 'ps.safetensors');

@@ -5,12 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { loadCheckpoint, loadHfCheckpoint } from '../src/io/hf.js';
 import { openSafetensors, writeSafetensors, type TensorData } from '../src/io/safetensors.js';
 import { writeShardedSafetensors } from '../src/io/sharded.js';
-import { CheckpointError, FormatError } from '../src/io/errors.js';
 import { configFromJson, configToHfJson, type LlamaConfig } from '../src/models/config.js';
-import { expectedTensors } from '../src/models/tensor-names.js';
+import { expectedTensors } from '../src/models/tensor-spec.js';
+import { CheckpointError, FormatError } from '../src/errors.js';
+import { loadCheckpoint, loadHfCheckpoint } from '../src/models/checkpoint.js';
 
 const shared = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '../shared');
 const tiny = path.join(shared, 'reference/hf-llama-tiny-gqa');

@@ -4,10 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadLlama2c, permuteForHalfRope, unpermuteFromHalfRope, writeHfCheckpoint } from '../src/io/llama2c.js';
-import { loadCheckpoint, loadHfCheckpoint } from '../src/io/hf.js';
-import { FormatError, UnsupportedError } from '../src/io/errors.js';
-import { expectedTensors } from '../src/models/tensor-names.js';
+import { loadLlama2c, permuteForHalfRope, unpermuteFromHalfRope } from '../src/io/llama2c.js';
+import { expectedTensors } from '../src/models/tensor-spec.js';
+import { llama2cConfig } from '../src/models/config.js';
+import { FormatError, UnsupportedError } from '../src/errors.js';
+import { writeModelCheckpoint, loadCheckpoint, loadHfCheckpoint } from '../src/models/checkpoint.js';
 
 const shared = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '../shared');
 const bin = path.join(shared, 'models/stories260K/stories260K.bin');
@@ -15,7 +16,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'echoatt-l2c-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test('stories260K loads with HF names and shapes', () => {
-  const { config, weights, header } = loadLlama2c(bin);
+  const { weights, header } = loadLlama2c(bin);
+  const config = llama2cConfig(header);
   assert.deepEqual(header, { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512 });
   assert.equal(config.ropeStyle, 'interleaved');
   assert.equal(config.tieWordEmbeddings, true);
@@ -82,17 +84,17 @@ test('permuteForHalfRope matches the HF view/transpose permute and inverts', () 
   assert.throws(() => permuteForHalfRope(w, 4, headDim, dimIn), RangeError);
 });
 
-test('writeHfCheckpoint: stories260K → HF dir with rotate-half q/k, loads back', () => {
+test('writeModelCheckpoint: stories260K → HF dir with rotate-half q/k, loads back', () => {
   const ck = loadLlama2c(bin);
   const dir = path.join(tmp, 'hf');
-  writeHfCheckpoint(dir, ck.config, ck.weights, path.join(shared, 'models/stories260K/tok512.bin'));
+  writeModelCheckpoint(dir, llama2cConfig(ck.header), ck.weights, path.join(shared, 'models/stories260K/tok512.bin'));
   assert.deepEqual(fs.readdirSync(dir).sort(), ['config.json', 'model.safetensors', 'tokenizer.bin']);
   const hf = loadHfCheckpoint(dir);
   assert.equal(hf.config.ropeStyle, 'half');
   assert.equal(hf.config.tieWordEmbeddings, true);
   assert.equal(hf.tokenizerPath, path.join(dir, 'tokenizer.bin'));
   const { ropeStyle: _a, torchDtype: _b, ...rest } = hf.config;
-  const { ropeStyle: _c, torchDtype: _d, ...orig } = ck.config;
+  const { ropeStyle: _c, torchDtype: _d, ...orig } = llama2cConfig(ck.header);
   assert.deepEqual(rest, orig);
   const q = hf.weights.get('model.layers.2.self_attn.q_proj.weight')!;
   assert.deepEqual(unpermuteFromHalfRope(q.data, 8, 8, 64), ck.weights.get('model.layers.2.self_attn.q_proj.weight')!.data);

@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { openSafetensors, writeSafetensors, toF32, type TensorData } from '../src/io/safetensors.js';
 import { openSafetensorsIndex, writeShardedSafetensors } from '../src/io/sharded.js';
-import { CheckpointError, FormatError, UnsupportedError } from '../src/io/errors.js';
 import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
+import { CheckpointError, FormatError, UnsupportedError } from '../src/errors.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'echoatt-st-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));

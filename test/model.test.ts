@@ -11,11 +11,10 @@ import { availableBackends, getBackend } from '../src/backend/index.js';
 import { loadModel } from '../src/models/load.js';
 import { generate } from '../src/models/generate.js';
 import { LlamaModel } from '../src/models/llama.js';
-import { loadCheckpoint } from '../src/io/hf.js';
 import { openSafetensors } from '../src/io/safetensors.js';
-import { writeHfCheckpoint } from '../src/io/llama2c.js';
-import { toF32 } from '../src/models/llama.js';
 import { assertClose, sharedDir } from './helpers.js';
+import { writeModelCheckpoint, loadCheckpoint } from '../src/models/checkpoint.js';
+import { toF32 } from '../src/models/params.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 const GOLDEN_TEXT = fs.readFileSync(path.join(sharedDir, 'reference/stories260K-greedy-200.txt'));
@@ -108,7 +107,7 @@ test('stories260K converted to Hugging Face layout gives the same logits (max ab
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echoatt-convert-'));
   try {
     const src = loadCheckpoint(STORIES);
-    writeHfCheckpoint(dir, src.config, src.weights, path.join(sharedDir, 'models/stories260K/tok512.bin'));
+    writeModelCheckpoint(dir, src.config, src.weights, path.join(sharedDir, 'models/stories260K/tok512.bin'));
     const a = loadModel(STORIES);
     const b = loadModel(dir);
     assert.equal(b.checkpoint.format, 'hf');

@@ -6,16 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { availableBackends, getBackend } from '../src/backend/index.js';
 import { LlamaModel } from '../src/models/llama.js';
-import { SharedLlamaModel } from '../src/models/shared-llama.js';
-import { loadModel } from '../src/models/load.js';
+import { loadModel, saveModel } from '../src/models/load.js';
 import { configFromJson } from '../src/models/config.js';
 import { randomLlamaWeights } from '../src/models/random.js';
-import { makePlan, parsePlan, validatePlan, PlanError } from '../src/sharing/plan.js';
-import { buildStudent, saveModel } from '../src/sharing/student.js';
+import { makePlan, parsePlan, validatePlan } from '../src/models/sharing-plan.js';
+import { buildStudent } from '../src/sharing/student.js';
 import { sharingCost } from '../src/sharing/cost.js';
 import { openSafetensors } from '../src/io/safetensors.js';
-import { loadCheckpoint } from '../src/io/hf.js';
 import { assertClose, f32, sharedDir } from './helpers.js';
+import { loadCheckpoint } from '../src/models/checkpoint.js';
+import { PlanError, HeadMapError } from '../src/errors.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 
@@ -41,11 +41,11 @@ for (const name of availableBackends()) {
       // q/k weights, so layer 3's attention probabilities equal layer 2's: sharing them changes nothing.
       const teacher = LlamaModel.fromWeights(TINY, randomLlamaWeights(TINY, { seed: 5 }), be);
       const [l2, l3] = [teacher.params.layers[2], teacher.params.layers[3]];
-      f32(l2.wo).fill(0);
+      f32(l2.wo!).fill(0);
       f32(l2.wDown).fill(0);
       l3.inputNorm.set(l2.inputNorm);
-      f32(l3.wq).set(f32(l2.wq));
-      f32(l3.wk).set(f32(l2.wk));
+      f32(l3.wq!).set(f32(l2.wq!));
+      f32(l3.wk!).set(f32(l2.wk!));
       const ids = Int32Array.of(1, 5, 9, 33, 2, 60, 7, 7, 12);
       const expected = teacher.forward(ids);
       const student = buildStudent(teacher, makePlan('manual', [{ anchor: 2, shared: [3] }]));
@@ -97,7 +97,7 @@ test('student saved and reloaded gives identical logits; shared layers have no q
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     assert.deepEqual(cfg.echoatt_sharing.groups, [{ anchor: 1, shared: [2, 3] }]);
     const again = loadModel(dir).model;
-    assert.ok(again instanceof SharedLlamaModel);
+    assert.ok(again.plan && again.sharedLayers().length > 0, 'loads as a shared-attention student');
     const ids = Int32Array.of(1, 403, 407, 261, 378, 395, 289, 412);
     assertClose(again.forward(ids), student.forward(ids), 'reloaded logits', 1e-5, 1e-5);
     assert.equal(again.parameterCount(), student.parameterCount());
@@ -142,7 +142,8 @@ test('KV-cache bytes measured from the live cache match the formula', () => {
 test('plans are validated against the model with clear errors', () => {
   assert.throws(() => parsePlan([], 'p.json'), /p\.json: plan must be a JSON object/);
   assert.throws(() => parsePlan({ groups: [{ anchor: -1, shared: [2] }] }, 'p.json'), /anchor must be a non-negative integer/);
-  assert.throws(() => parsePlan({ version: 2, groups: [] }, 'p.json'), /unsupported plan version 2/);
+  assert.throws(() => parsePlan({ version: 3, groups: [] }, 'p.json'), /unsupported plan version 3/);
+  assert.throws(() => parsePlan({ version: 1, groups: [{ anchor: 1, shared: [2], heads: { 2: [0] } }] }, 'p.json'), /heads needs plan version 2/);
   assert.throws(() => parsePlan({ groups: [{ anchor: 1, shared: [2], extra: 1 }] }, 'p.json'), /unknown field 'extra'/);
   const p = parsePlan({ groups: [{ anchor: 1, shared: [3, 2] }, { anchor: 2, shared: [9] }] }, 'p.json');
   assert.throws(() => validatePlan(p, 5, 'p.json'), (e: unknown) => {
@@ -152,17 +153,17 @@ test('plans are validated against the model with clear errors', () => {
   assert.throws(() => buildStudent(buildStudent(loadModel(STORIES).model, makePlan('m', [{ anchor: 0, shared: [1] }])), makePlan('m', [])), /already a shared-attention student/);
 });
 
-test('head-shared models: saveModel round-trips them, buildStudent refuses them with the reason', async () => {
+test('head-shared models: saveModel round-trips them; buildStudent refuses to echo a layer the head map names, with the reason', async () => {
   const { directShare } = await import('../src/sharing/headshare.js');
-  const { HeadSharedLlamaModel } = await import('../src/models/headshared-llama.js');
   const { model: teacher, checkpoint } = loadModel(STORIES);
   const hs = directShare(teacher, { shareRate: 0.2, strategy: 'qk' }).model;
-  assert.throws(() => buildStudent(hs, makePlan('m', [{ anchor: 1, shared: [2] }])), PlanError);
+  const named = hs.headMap!.shared[0].layer;
+  assert.throws(() => buildStudent(hs, makePlan('m', [{ anchor: 0, shared: [named] }])), (e: unknown) => e instanceof HeadMapError && /has no q\/k projections to share/.test(e.message));
   const dir = tmpdir();
   try {
     saveModel(dir, hs, checkpoint.tokenizerPath);
     const again = loadModel(dir).model;
-    assert.ok(again instanceof HeadSharedLlamaModel);
+    assert.ok(again.headMap && again.attention.some((k) => k.kind === 'headShared'), 'loads as a head-shared model');
     const ids = Int32Array.of(1, 403, 407, 261, 378);
     assertClose(again.forward(ids), hs.forward(ids), 'reloaded head-shared logits', 1e-5, 1e-5);
   } finally {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { HfTokenizer, loadHfTokenizer } from '../src/tokenizer/hf.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
-import { FormatError, IoError } from '../src/io/errors.js';
+import { FormatError, IoError } from '../src/errors.js';
 
 const shared = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '../shared');
 const llamaDir = path.join(shared, 'tokenizers/llama2-32k');

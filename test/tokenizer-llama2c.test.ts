@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Llama2cTokenizer, loadLlama2cTokenizer } from '../src/tokenizer/llama2c.js';
 import { loadHfTokenizer } from '../src/tokenizer/hf.js';
 import { loadTokenizer } from '../src/tokenizer/index.js';
-import { FormatError } from '../src/io/errors.js';
+import { FormatError } from '../src/errors.js';
 
 const shared = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '../shared');
 const tokFile = path.join(shared, 'models/stories260K/tok512.bin');

@@ -21,7 +21,8 @@
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { OptionError } from '../errors.js';
-import { calibrationSequences, defaultCalibrationPath, resolveCalibrationSource, type CalibrationData } from './calibration.js';
+import { calibrationSequences, defaultCalibrationPath, type CalibrationData } from './calibration.js';
+import { resolveCorpusSource } from '../io/corpus.js';
 import { SimilarityAccumulator, RunningStat, type SimilarityStats } from './similarity.js';
 import { layerCriticality, mostSimilarEarlier, sequenceLoss, type CriticalityResult } from './criticality.js';
 import { allStrategies, DEFAULT_THRESHOLD, type BudgetResource, type StrategyName, type StrategyOutcome } from './strategies.js';
@@ -132,7 +133,7 @@ export async function loadCalibration(
     return { sequences: [...list], description: opts.data.description ?? `${list.length} given sequences` };
   }
   const p = opts.data ?? defaultCalibrationPath(SHARED_DIR);
-  const source = resolveCalibrationSource(p, { field: opts.field });
+  const source = resolveCorpusSource(p, { field: opts.field });
   return calibrationSequences(tokenizer, source, { seqs, seqLen: opts.seqLen });
 }
 

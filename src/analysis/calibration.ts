@@ -13,27 +13,14 @@
  *
  * @example
  * ```ts
- * const source = resolveCalibrationSource('data/train.jsonl', { field: 'text' });
+ * const source = resolveCorpusSource('data/train.jsonl', { field: 'text' });
  * const { sequences } = await calibrationSequences(tokenizer, source, { seqs: 16, seqLen: 256 });
  * ```
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { OptionError } from '../errors.js';
-import { IoError, FormatError } from '../io/errors.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-
-export type CalibrationKind = 'text' | 'folder' | 'jsonl' | 'parquet' | 'gutenberg';
-
-/** Where calibration text comes from. */
-export interface CalibrationSource {
-  kind: CalibrationKind;
-  /** File or folder. */
-  path: string;
-  /** jsonl field / parquet column holding the text (default `text`). */
-  field?: string;
-}
+import { chunks, describeSource, readDocuments, type CorpusSource } from '../io/corpus.js';
 
 export interface CalibrationOptions {
   /** Number of sequences N. */
@@ -47,7 +34,7 @@ export interface CalibrationData {
   sequences: Int32Array[];
   /** Human-readable description of the source (kind and path, field). */
   description: string;
-  source: CalibrationSource;
+  source: CorpusSource;
   /** Documents (files, rows, books) actually read. */
   documentsRead: number;
   /** Set when the data held fewer tokens than N × T: the number of sequences that were asked for. */
@@ -60,176 +47,10 @@ export function defaultCalibrationPath(sharedDir: string): string {
 }
 
 /**
- * Decide how to read `p`: a folder (of `.txt` files; `gutenberg` in its name strips licence headers), a `.jsonl`
- * / `.ndjson` file (needs a field, default `text`), a `.parquet` file (column, default `text`), or any other file as
- * plain text.
- */
-export function resolveCalibrationSource(p: string, opts: { field?: string } = {}): CalibrationSource {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch {
-    throw new IoError(p, 'calibration data not found');
-  }
-  const lower = p.toLowerCase();
-  if (st.isDirectory()) {
-    const kind: CalibrationKind = path.basename(path.resolve(p)).toLowerCase().includes('gutenberg') ? 'gutenberg' : 'folder';
-    return { kind, path: p };
-  }
-  if (lower.endsWith('.jsonl') || lower.endsWith('.ndjson')) return { kind: 'jsonl', path: p, field: opts.field ?? 'text' };
-  if (lower.endsWith('.parquet')) return { kind: 'parquet', path: p, field: opts.field ?? 'text' };
-  if (opts.field !== undefined) throw new OptionError('--field', `only applies to .jsonl and .parquet data, not '${p}'`);
-  return { kind: 'text', path: p };
-}
-
-export function describeSource(s: CalibrationSource): string {
-  return s.field !== undefined ? `${s.kind}:${s.path}#${s.field}` : `${s.kind}:${s.path}`;
-}
-
-/**
- * Keep the text between Project Gutenberg's `*** START OF ...` and `*** END OF ...` lines (the whole text when a
- * marker is missing).
- */
-export function stripGutenberg(text: string): string {
-  const start = /^\*\*\* ?START OF.*$/m.exec(text);
-  let body = start ? text.slice(start.index + start[0].length) : text;
-  const end = /^\*\*\* ?END OF.*$/m.exec(body);
-  if (end) body = body.slice(0, end.index);
-  return body;
-}
-
-/** Join hard-wrapped lines inside paragraphs; paragraphs stay separated by one blank line. */
-export function unwrapParagraphs(text: string): string {
-  return text
-    .replace(/\r\n?/g, '\n')
-    .split(/\n[ \t]*\n+/)
-    .map((p) => p.replace(/\s*\n\s*/g, ' ').trim())
-    .filter((p) => p.length > 0)
-    .join('\n\n');
-}
-
-function readText(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new IoError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
-  }
-}
-
-function listTxt(dir: string): string[] {
-  const names = fs.readdirSync(dir).filter((n) => n.toLowerCase().endsWith('.txt')).sort();
-  if (names.length === 0) throw new IoError(dir, 'folder holds no .txt files');
-  return names.map((n) => path.join(dir, n));
-}
-
-/** The documents of a source, in a fixed order, read lazily. */
-export async function* readDocuments(source: CalibrationSource): AsyncGenerator<string> {
-  switch (source.kind) {
-    case 'text':
-      yield readText(source.path);
-      return;
-    case 'folder':
-      for (const f of listTxt(source.path)) yield readText(f);
-      return;
-    case 'gutenberg':
-      for (const f of listTxt(source.path)) yield unwrapParagraphs(stripGutenberg(readText(f)));
-      return;
-    case 'jsonl':
-      yield* readJsonl(source.path, source.field ?? 'text');
-      return;
-    case 'parquet':
-      yield* readParquet(source.path, source.field ?? 'text');
-      return;
-  }
-}
-
-async function* readJsonl(file: string, field: string): AsyncGenerator<string> {
-  let stream: fs.ReadStream;
-  try {
-    fs.accessSync(file, fs.constants.R_OK);
-    stream = fs.createReadStream(file, { encoding: 'utf8' });
-  } catch (e) {
-    throw new IoError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
-  }
-  const rl = readline.createInterface({ input: stream, crlfDelay: Infinity });
-  let lineNo = 0;
-  let found = 0;
-  try {
-    for await (const line of rl) {
-      lineNo++;
-      if (line.trim() === '') continue;
-      let obj: unknown;
-      try {
-        obj = JSON.parse(line);
-      } catch {
-        throw new FormatError(file, `line ${lineNo} is not valid JSON`);
-      }
-      if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new FormatError(file, `line ${lineNo} is not a JSON object`);
-      const v = (obj as Record<string, unknown>)[field];
-      if (v === undefined || v === null) continue;
-      if (typeof v !== 'string') throw new FormatError(file, `line ${lineNo}: field '${field}' is ${typeof v}, not a string`);
-      found++;
-      yield v;
-    }
-  } finally {
-    rl.close();
-    stream.destroy();
-  }
-  if (found === 0) throw new FormatError(file, `no line has a string field '${field}' (pick one with --field)`);
-}
-
-async function* readParquet(file: string, column: string): AsyncGenerator<string> {
-  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } = await import('hyparquet');
-  let buf;
-  try {
-    buf = await asyncBufferFromFile(file);
-  } catch (e) {
-    throw new IoError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
-  }
-  let meta;
-  try {
-    meta = await parquetMetadataAsync(buf);
-  } catch (e) {
-    throw new FormatError(file, `not a readable parquet file (${(e as Error).message})`);
-  }
-  const names = parquetSchema(meta).children.map((c) => c.element.name);
-  if (!names.includes(column)) throw new FormatError(file, `no column '${column}' (columns: ${names.join(', ')}; pick one with --field)`);
-  const total = Number(meta.num_rows);
-  const BATCH = 1024;
-  for (let start = 0; start < total; start += BATCH) {
-    const rows = await parquetReadObjects({ file: buf, metadata: meta, columns: [column], rowStart: start, rowEnd: Math.min(total, start + BATCH) });
-    for (const row of rows) {
-      const v = row[column];
-      if (v === null || v === undefined) continue;
-      if (typeof v !== 'string') throw new FormatError(file, `column '${column}' holds ${typeof v} values, not strings`);
-      yield v;
-    }
-  }
-}
-
-/** Split a long document into chunks of about `size` characters at paragraph or line boundaries (bounds tokenizer cost). */
-function* chunks(text: string, size = 4000): Generator<string> {
-  let i = 0;
-  while (i < text.length) {
-    if (text.length - i <= size) {
-      yield text.slice(i);
-      return;
-    }
-    let j = text.lastIndexOf('\n\n', i + size);
-    if (j <= i) j = text.lastIndexOf('\n', i + size);
-    if (j <= i) j = text.lastIndexOf(' ', i + size);
-    if (j <= i) j = i + size;
-    yield text.slice(i, j);
-    i = j;
-    while (i < text.length && (text[i] === '\n' || text[i] === ' ')) i++;
-  }
-}
-
-/**
  * Tokenise the source and cut it into `seqs` sequences of `seqLen` tokens (BOS + `seqLen − 1` text tokens).
  * Fewer sequences are returned (with `requestedSeqs` set) when the data runs out; none at all is an error.
  */
-export async function calibrationSequences(tokenizer: Tokenizer, source: CalibrationSource, opts: CalibrationOptions): Promise<CalibrationData> {
+export async function calibrationSequences(tokenizer: Tokenizer, source: CorpusSource, opts: CalibrationOptions): Promise<CalibrationData> {
   const { seqs, seqLen } = opts;
   if (!(Number.isInteger(seqs) && seqs >= 1)) throw new OptionError('--seqs', `expected an integer >= 1, got ${seqs}`);
   if (!(Number.isInteger(seqLen) && seqLen >= 2)) throw new OptionError('--seq-len', `expected an integer >= 2, got ${seqLen}`);

@@ -12,8 +12,8 @@
  */
 import type { Backend } from '../backend/backend.js';
 import type { LlamaModel } from '../models/llama.js';
-import { SharedLlamaModel } from '../models/shared-llama.js';
-import { makePlan } from '../sharing/plan.js';
+import { withPlan } from '../models/surgery.js';
+import { makePlan } from '../models/sharing-plan.js';
 import type { ForwardModel, MatrixStat } from './similarity.js';
 
 export interface LayerCriticality {
@@ -88,7 +88,7 @@ export function layerCriticality(
       layers.push({ layer: l, anchor: a, similarity: a === null ? null : cosine.mean[a * L + l], loss: null, delta: null });
       continue;
     }
-    const student = SharedLlamaModel.fromTeacher(teacher, makePlan('criticality', [{ anchor: a, shared: [l] }]));
+    const student = withPlan(teacher, makePlan('criticality', [{ anchor: a, shared: [l] }]));
     const loss = meanLoss(student, sequences, opts.onSequence);
     layers.push({ layer: l, anchor: a, similarity: cosine.mean[a * L + l], loss, delta: loss - baseLoss });
   }

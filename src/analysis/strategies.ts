@@ -21,7 +21,7 @@
  *   layer) until the target is met.
  */
 import type { LlamaConfig } from '../models/config.js';
-import { makePlan, validatePlan, type PlanGroup, type SharingPlan } from '../sharing/plan.js';
+import { makePlan, validatePlan, type PlanGroup, type SharingPlan } from '../models/sharing-plan.js';
 import { sharingCost, type SharingCost } from '../sharing/cost.js';
 import { OptionError } from '../errors.js';
 

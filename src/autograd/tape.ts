@@ -23,7 +23,7 @@
  * ```
  */
 import type { Backend } from '../backend/backend.js';
-import { EchoattError } from '../errors.js';
+import { EchoattError, AutogradError } from '../errors.js';
 
 /** A value in the graph: data plus (when it requires one) a gradient buffer of the same length. */
 export class Var {
@@ -82,13 +82,6 @@ export interface AnyOp {
 /** Make an op; the type demands a backward next to every forward. */
 export function defineOp<A, O, S>(def: OpDef<A, O, S>): OpDef<A, O, S> {
   return Object.freeze(def);
-}
-
-/** Error raised when the autograd is used wrongly (e.g. backward twice through one tape). */
-export class AutogradError extends EchoattError {
-  constructor(message: string) {
-    super('E_AUTOGRAD', message);
-  }
 }
 
 interface Entry {

@@ -3,12 +3,11 @@
  * RoPE) or → GGUF v3 file for llama.cpp (F32/F16).
  */
 import type { Command } from 'commander';
-import { loadCheckpoint } from '../io/hf.js';
-import { writeHfCheckpoint } from '../io/llama2c.js';
 import { loadModel } from '../models/load.js';
 import { exportGguf, ggufTokenizerOf } from '../export/gguf.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
+import { loadCheckpoint, writeModelCheckpoint } from '../models/checkpoint.js';
 
 interface ConvertFlags {
   model: string;
@@ -30,7 +29,7 @@ export function registerConvert(program: Command): void {
     .action((f: ConvertFlags) => {
       if (f.to === 'hf') {
         const ck = loadCheckpoint(f.model);
-        writeHfCheckpoint(f.out, ck.config, ck.weights, f.tokenizer ?? ck.tokenizerPath);
+        writeModelCheckpoint(f.out, ck.config, ck.weights, f.tokenizer ?? ck.tokenizerPath);
         process.stderr.write(`wrote ${f.out} (${ck.weights.size} tensors, ${ck.config.numLayers} layers, rope ${ck.config.ropeStyle} → half)\n`);
         return;
       }

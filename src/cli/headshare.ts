@@ -4,11 +4,8 @@
  */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadModel } from '../models/load.js';
-import {
-  directShare, formatHeadShareReport, HEAD_SHARE_SAVES_NOTE, HEAD_SHARE_STRATEGIES, saveHeadSharedModel, validateHeadShareOptions,
-  writeHeadShareFigures,
-} from '../sharing/headshare.js';
+import { loadModel, saveModel } from '../models/load.js';
+import { directShare, formatHeadShareReport, HEAD_SHARE_SAVES_NOTE, HEAD_SHARE_STRATEGIES, validateHeadShareOptions, writeHeadShareFigures } from '../sharing/headshare.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
 import { backendFromOptions, floatOption, intOption } from './options.js';
@@ -107,7 +104,7 @@ export function registerHeadshare(program: Command): void {
       } else {
         res = directShare(model, opts);
       }
-      saveHeadSharedModel(f.out, res.model, f.tokenizer ?? checkpoint.tokenizerPath);
+      saveModel(f.out, res.model, f.tokenizer ?? checkpoint.tokenizerPath);
       const reportDir = f.report ?? path.join(f.out, 'headshare-report');
       const figures = f.figures ? await writeHeadShareFigures(res.report, reportDir) : [];
       if (f.json) {

@@ -1,12 +1,13 @@
 /** `echoatt share`: build a shared-attention student from a model and a plan, save it, and say what it removed. */
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { loadModel } from '../models/load.js';
-import { parsePlan, PlanError } from '../sharing/plan.js';
-import { buildStudent, saveModel } from '../sharing/student.js';
+import { loadModel, saveModel } from '../models/load.js';
+import { parsePlan } from '../models/sharing-plan.js';
+import { buildStudent } from '../sharing/student.js';
 import { formatSharingCost, sharingCost } from '../sharing/cost.js';
 import { DEFAULT_MODEL } from './defaults.js';
 import { intOption } from './options.js';
+import { PlanError } from '../errors.js';
 
 export function registerShare(program: Command): void {
   program

@@ -25,7 +25,6 @@ import path from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { loadModel } from '../models/load.js';
 import type { LlamaModel } from '../models/llama.js';
-import { SharedLlamaModel } from '../models/shared-llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { OptionError } from '../errors.js';
 import { defaultTaskDir, loadBuiltinTask } from './tasks/index.js';
@@ -211,7 +210,7 @@ export async function evaluate(models: readonly ModelArg[], opts: EvaluateOption
       path: mpath,
       parameters: model.parameterCount(),
       contextLength: model.config.maxPositions,
-      sharedLayers: model instanceof SharedLlamaModel ? model.sharedLayers() : [],
+      sharedLayers: model.sharedLayers(),
       tasks: taskResults,
       perplexity: ppl,
       speed,

@@ -35,9 +35,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { IoError } from '../io/errors.js';
-import { OptionError } from '../errors.js';
-import { EvalError, prefixTokenId, type ScoringModel } from './scoring.js';
+import { OptionError, IoError, EvalError } from '../errors.js';
+import { prefixTokenId, type ScoringModel } from './scoring.js';
 
 export type PplMode = 'chunks' | 'sliding';
 export const PPL_MODES: readonly PplMode[] = ['chunks', 'sliding'];

@@ -29,22 +29,15 @@ import type { Backend } from '../backend/backend.js';
 import type { ForwardOptions } from '../models/llama.js';
 import type { KVCache } from '../models/kvcache.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { EchoattError } from '../errors.js';
+import { EchoattError, EvalError } from '../errors.js';
 import type { MetricName, Task, TaskItem } from './tasks/types.js';
 
-/** What scoring needs from a model; `LlamaModel` and `SharedLlamaModel` satisfy it. */
+/** What scoring needs from a model; every `LlamaModel` (teacher or student) satisfies it. */
 export interface ScoringModel {
   readonly config: { readonly vocabSize: number; readonly maxPositions: number };
   readonly backend: Backend;
   newCache(batch: number, capacity: number): KVCache;
   forward(ids: Int32Array, opts?: ForwardOptions): Float32Array;
-}
-
-/** Something about an evaluation request cannot be scored (empty continuation, continuation longer than the context window). */
-export class EvalError extends EchoattError {
-  constructor(message: string) {
-    super('E_EVAL', message);
-  }
 }
 
 export interface EncodeSettings {

@@ -35,9 +35,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { FormatError, IoError } from '../io/errors.js';
 import { describe, readJsonl } from './tasks/common.js';
 import type { MetricName, Task, TaskItem } from './tasks/types.js';
+import { FormatError, IoError } from '../errors.js';
 
 export type TaskSpecType = 'multiple_choice' | 'partial' | 'loglikelihood';
 

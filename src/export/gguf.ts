@@ -12,17 +12,15 @@
  * ```
  */
 import type { LlamaModel } from '../models/llama.js';
-import { llamaWeightsFromParams, toF32 } from '../models/llama.js';
-import { SharedLlamaModel } from '../models/shared-llama.js';
+import { weightsFromParams, toF32 } from '../models/params.js';
 import { unpermuteFromHalfRope } from '../io/llama2c.js';
 import { GgmlType, GgufType, writeGguf, type GgufTensorOut, type GgufValue } from '../io/gguf.js';
 import { readJsonFile, isPlainObject } from '../io/fsutil.js';
-import { FormatError } from '../io/errors.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { f32ToF16 } from '../tensor/dtype.js';
-import { EchoattError } from '../errors.js';
+import { EchoattError, FormatError } from '../errors.js';
 
 const TOKEN_NORMAL = 1;
 const TOKEN_UNKNOWN = 2;
@@ -144,7 +142,7 @@ export function ggufTensorName(hf: string): string {
 
 /** Write `model` (an ordinary Llama model) as a GGUF v3 file. */
 export function exportGguf(file: string, model: LlamaModel, tok: GgufTokenizer, opts: { dtype?: 'f32' | 'f16'; name?: string } = {}): void {
-  if (model instanceof SharedLlamaModel || model.constructor.name !== 'LlamaModel') {
+  if (model.config.attention.some((k) => k.kind !== 'own')) {
     throw new EchoattError('E_UNSUPPORTED', 'GGUF export: shared-attention and head-shared students cannot run in llama.cpp (it has no way to reuse another layer\'s attention); export the teacher, or use echoatt to run the student');
   }
   const c = model.config;
@@ -188,7 +186,7 @@ export function exportGguf(file: string, model: LlamaModel, tok: GgufTokenizer, 
   }
 
   const tensors: GgufTensorOut[] = [];
-  for (const [name, t] of llamaWeightsFromParams(c, model.params)) {
+  for (const [name, t] of weightsFromParams(c, model.params)) {
     let data = toF32(t);
     const qk = /self_attn\.([qk])_proj\.weight$/.exec(name);
     if (qk && c.ropeStyle === 'half') {

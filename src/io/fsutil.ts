@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FormatError, IoError } from './errors.js';
+import { FormatError, IoError } from '../errors.js';
 
 /** Message of an fs error without the duplicated path Node puts in it. */
 function reason(e: unknown): string {

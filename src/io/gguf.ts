@@ -6,8 +6,8 @@
  * tensor aligned). Strings are u64 length + UTF-8 bytes. All little-endian.
  */
 import fs from 'node:fs';
-import { FormatError } from './errors.js';
 import { openForRead, fileSize, readExact, writeAll, writeAtomic } from './fsutil.js';
+import { FormatError } from '../errors.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_ALIGNMENT = 32;

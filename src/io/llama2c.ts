@@ -4,12 +4,9 @@
  * RoPE order for q/k rows (the config says `ropeStyle: 'interleaved'`).
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import { configToHfJson, llama2cConfig, type Llama2cHeader, type LlamaConfig } from '../models/config.js';
-import { checkTensorSet } from '../models/tensor-names.js';
-import { CheckpointError, FormatError, IoError, UnsupportedError } from './errors.js';
-import { fileSize, isDirectory, isFile, openForRead, readExact, writeTextAtomic } from './fsutil.js';
-import { writeSafetensors, type TensorData } from './safetensors.js';
+import { fileSize, openForRead, readExact } from './fsutil.js';
+import type { TensorData } from './safetensors.js';
+import { FormatError, UnsupportedError } from '../errors.js';
 
 /** Magic of llama2.c's later export versions (v1 fp32, v2 int8), which this reader does not handle. */
 const MAGIC_AK42 = 0x616b3432;
@@ -17,9 +14,20 @@ const HEADER_BYTES = 28;
 /** No real model comes near this; it keeps size arithmetic far from 2^53 for a garbage header. */
 const MAX_DIM = 1 << 20;
 
+/** The 7 int32 of a llama2.c (version 0) checkpoint header. `vocabSize < 0` means an untied classifier follows. */
+export interface Llama2cHeader {
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  vocabSize: number;
+  seqLen: number;
+}
+
 export interface Llama2cCheckpoint {
   header: Llama2cHeader;
-  config: Readonly<LlamaConfig>;
+  /** Every tensor of the file under its Hugging Face name, (out, in) layout, f32 (views of one read buffer per array). */
   weights: Map<string, TensorData>;
 }
 
@@ -72,7 +80,7 @@ function layout(h: Llama2cHeader): { name: string; count: number }[] {
  * Read a llama2.c checkpoint. The file size must match the header exactly.
  *
  * @example
- * const { config, weights } = loadLlama2c('../shared/models/stories260K/stories260K.bin');
+ * const { header, weights } = loadLlama2c('../shared/models/stories260K/stories260K.bin');
  * weights.get('model.layers.0.self_attn.k_proj.weight')!.shape; // [32, 64]
  */
 export function loadLlama2c(file: string): Llama2cCheckpoint {
@@ -100,11 +108,7 @@ export function loadLlama2c(file: string): Llama2cCheckpoint {
       raw.set(a.name, data);
       off += 4 * a.count;
     }
-    const config = llama2cConfig(h);
-    const weights = toHfNames(h, raw);
-    const { problems } = checkTensorSet(config, weights);
-    if (problems.length > 0) throw new CheckpointError(file, problems); // a bug guard: layout and names must agree
-    return { header: h, config, weights };
+    return { header: h, weights: toHfNames(h, raw) };
   } finally {
     fs.closeSync(fd);
   }
@@ -174,50 +178,4 @@ export function permuteForHalfRope<T extends Rows>(w: T, nHeads: number, headDim
 /** Inverse of {@link permuteForHalfRope}: rotate-half order back to interleaved pairs. */
 export function unpermuteFromHalfRope<T extends Rows>(w: T, nHeads: number, headDim: number, dimIn: number): T {
   return permuteRows(w, nHeads, headDim, dimIn, false);
-}
-
-/**
- * Write a Hugging Face checkpoint directory: `model.safetensors`, then `config.json` (last, so a directory with
- * a config is complete), each atomically. With `ropeStyle: 'interleaved'` the q/k rows (and biases) are permuted
- * to rotate-half order and the config is written as 'half', so the result is a standard HF Llama checkpoint.
- * `tokenizer`: a `tokenizer.json` path or a directory holding one (copied with its `tokenizer_config.json`),
- * or a llama2.c `.bin` tokenizer (copied as `tokenizer.bin`).
- *
- * @example
- * const ck = loadLlama2c('stories260K.bin');
- * writeHfCheckpoint('out/stories260K-hf', ck.config, ck.weights, 'tok512.bin');
- */
-export function writeHfCheckpoint(dir: string, config: Readonly<LlamaConfig>, weights: ReadonlyMap<string, TensorData>, tokenizer?: string): void {
-  const { problems } = checkTensorSet(config, weights);
-  if (problems.length > 0) throw new CheckpointError(dir, problems);
-  fs.mkdirSync(dir, { recursive: true });
-  const interleaved = config.ropeStyle === 'interleaved';
-  const out: [string, TensorData][] = [];
-  for (const [name, t] of weights) {
-    if (name === 'lm_head.weight' && config.tieWordEmbeddings) continue;
-    const m = interleaved ? /\.self_attn\.([qk])_proj\.(weight|bias)$/.exec(name) : null;
-    if (!m) {
-      out.push([name, t]);
-      continue;
-    }
-    const heads = m[1] === 'q' ? config.numHeads : config.numKvHeads;
-    const dimIn = m[2] === 'weight' ? config.hiddenSize : 1;
-    out.push([name, { ...t, shape: [...t.shape], data: permuteForHalfRope(t.data, heads, config.headDim, dimIn) }]);
-  }
-  writeSafetensors(path.join(dir, 'model.safetensors'), out, { format: 'pt' });
-  if (tokenizer !== undefined) copyTokenizer(tokenizer, dir);
-  const json = configToHfJson({ ...config, ropeStyle: 'half' });
-  writeTextAtomic(path.join(dir, 'config.json'), `${JSON.stringify(json, null, 2)}\n`);
-}
-
-function copyTokenizer(src: string, dir: string): void {
-  const file = isDirectory(src) ? path.join(src, 'tokenizer.json') : src;
-  if (!isFile(file)) throw new IoError(file, 'tokenizer file not found');
-  if (file.endsWith('.bin')) {
-    fs.copyFileSync(file, path.join(dir, 'tokenizer.bin'));
-    return;
-  }
-  fs.copyFileSync(file, path.join(dir, 'tokenizer.json'));
-  const side = path.join(path.dirname(file), 'tokenizer_config.json');
-  if (isFile(side)) fs.copyFileSync(side, path.join(dir, 'tokenizer_config.json'));
 }

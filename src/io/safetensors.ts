@@ -7,9 +7,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { DTYPE_BYTES, bf16ToF32, f16ToF32, type DType } from '../tensor/dtype.js';
-import { DTypeError } from '../errors.js';
+import { DTypeError, CheckpointError, FormatError, UnsupportedError } from '../errors.js';
 import { numel } from '../tensor/tensor.js';
-import { CheckpointError, FormatError, UnsupportedError } from './errors.js';
 import { fileSize, isPlainObject, openForRead, readExact, writeAll, writeAtomic } from './fsutil.js';
 
 /** A loaded tensor. `data` is f32 values for 'f32', raw IEEE-half / bfloat16 bits for 'f16' / 'bf16'. */

@@ -3,10 +3,9 @@
  * this presents all shards as one {@link TensorSource}.
  */
 import path from 'node:path';
-import { CheckpointError, FormatError } from './errors.js';
 import { isFile, isPlainObject, readJsonFile, writeTextAtomic } from './fsutil.js';
 import { openSafetensors, writeSafetensors, type TensorData, type TensorInfo, type TensorSource } from './safetensors.js';
-import { EchoattError } from '../errors.js';
+import { EchoattError, CheckpointError, FormatError } from '../errors.js';
 import { DTYPE_BYTES } from '../tensor/dtype.js';
 
 /**

@@ -3,8 +3,18 @@
  * Two steps so that type errors (field has the wrong JSON type) and semantic ones (a value we do not
  * implement) are reported separately, each naming the file and field.
  */
-import { ConfigError, UnsupportedError } from '../io/errors.js';
 import { isPlainObject } from '../io/fsutil.js';
+import type { Llama2cHeader } from '../io/llama2c.js';
+import { parsePlan } from './sharing-plan.js';
+import { parseHeadMap } from './head-map.js';
+import { layerAttention, NO_SHARING, type LayerAttention, type ModelSharing } from './attention-kinds.js';
+
+export type { Llama2cHeader };
+
+/** config.json keys of a student's sharing description: the layer-wise plan and the head map. */
+export const SHARING_CONFIG_KEY = 'echoatt_sharing';
+export const HEAD_SHARING_CONFIG_KEY = 'echoatt_head_sharing';
+import { ConfigError, UnsupportedError } from '../errors.js';
 
 export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
 /** 'half': HF rotate-half pairs (x[i], x[i+d/2]); 'interleaved': llama2.c / Meta adjacent pairs (x[2i], x[2i+1]). */
@@ -39,6 +49,10 @@ export interface LlamaConfig {
   slidingWindow: number | null;
   hiddenAct: 'silu';
   torchDtype: string | null;
+  /** How the model shares attention (config.json `echoatt_sharing` / `echoatt_head_sharing`), parsed and validated once. */
+  sharing: ModelSharing;
+  /** Derived from `sharing`: every layer's attention kind (see `attention-kinds.ts`). */
+  attention: readonly LayerAttention[];
   /** config.json keys this module does not interpret, kept verbatim so they survive a round trip. */
   extra: Record<string, unknown>;
 }
@@ -250,6 +264,7 @@ export function resolveConfig(raw: RawConfig, file: string): Readonly<LlamaConfi
     throw new UnsupportedError(file, 'attention_bias', true, `${architecture} would also add an o_proj bias, which is not implemented`);
   }
   const extra = { ...raw.extra };
+  const sharing = sharingFromExtra(extra, file);
   let slidingWindow: number | null = null;
   if (architecture === 'MistralForCausalLM') slidingWindow = raw.sliding_window;
   else if (isQwen && raw.use_sliding_window) {
@@ -283,12 +298,36 @@ export function resolveConfig(raw: RawConfig, file: string): Readonly<LlamaConfi
     slidingWindow,
     hiddenAct: 'silu',
     torchDtype: raw.torch_dtype,
+    sharing,
+    attention: [],
     extra,
   };
-  return freezeConfig(cfg);
+  return freezeConfig(cfg, file);
 }
 
-function freezeConfig(cfg: LlamaConfig): Readonly<LlamaConfig> {
+/** Take the sharing keys out of `extra` (they become typed fields) and parse them. */
+function sharingFromExtra(extra: Record<string, unknown>, file: string): ModelSharing {
+  const rawPlan = extra[SHARING_CONFIG_KEY];
+  const rawMap = extra[HEAD_SHARING_CONFIG_KEY];
+  delete extra[SHARING_CONFIG_KEY];
+  delete extra[HEAD_SHARING_CONFIG_KEY];
+  const plan = rawPlan === undefined || rawPlan === null ? null : parsePlan(rawPlan, `${file} (${SHARING_CONFIG_KEY})`);
+  const headMap = rawMap === undefined || rawMap === null ? null : parseHeadMap(rawMap, `${file} (${HEAD_SHARING_CONFIG_KEY})`);
+  return plan || headMap ? Object.freeze({ plan, headMap }) : NO_SHARING;
+}
+
+/**
+ * The same model with another sharing description (validated against the model; layer kinds re-derived).
+ *
+ * @example
+ * const studentCfg = withSharing(teacher.config, { plan, headMap: null });
+ */
+export function withSharing(cfg: Readonly<LlamaConfig>, sharing: ModelSharing, where = 'sharing'): Readonly<LlamaConfig> {
+  return freezeConfig({ ...cfg, eosTokenIds: [...cfg.eosTokenIds], extra: { ...cfg.extra }, sharing, attention: [] }, where);
+}
+
+function freezeConfig(cfg: LlamaConfig, where: string): Readonly<LlamaConfig> {
+  cfg.attention = layerAttention(cfg, cfg.sharing, where);
   Object.freeze(cfg.eosTokenIds);
   if (cfg.ropeScaling) Object.freeze(cfg.ropeScaling);
   Object.freeze(cfg.extra);
@@ -325,6 +364,8 @@ export function configToHfJson(cfg: Readonly<LlamaConfig>): Record<string, unkno
   if (cfg.architecture === 'LlamaForCausalLM') Object.assign(out, { attention_bias: false, mlp_bias: false });
   if (cfg.architecture === 'MistralForCausalLM') out.sliding_window = cfg.slidingWindow;
   if (cfg.ropeStyle === 'interleaved') out.rope_interleaved = true;
+  if (cfg.sharing.plan) out[SHARING_CONFIG_KEY] = cfg.sharing.plan;
+  if (cfg.sharing.headMap) out[HEAD_SHARING_CONFIG_KEY] = cfg.sharing.headMap;
   for (const [k, v] of Object.entries(cfg.extra)) if (!Object.hasOwn(out, k)) out[k] = v;
   return out;
 }
@@ -339,17 +380,6 @@ function ropeScalingToHf(s: RopeScaling): Record<string, unknown> | null {
     high_freq_factor: s.highFreqFactor,
     original_max_position_embeddings: s.originalMaxPositions,
   };
-}
-
-/** The 7 int32 of a llama2.c (version 0) checkpoint header. `vocabSize < 0` means an untied classifier follows. */
-export interface Llama2cHeader {
-  dim: number;
-  hiddenDim: number;
-  nLayers: number;
-  nHeads: number;
-  nKvHeads: number;
-  vocabSize: number;
-  seqLen: number;
 }
 
 /**
@@ -382,8 +412,10 @@ export function llama2cConfig(h: Llama2cHeader): Readonly<LlamaConfig> {
     slidingWindow: null,
     hiddenAct: 'silu',
     torchDtype: 'float32',
+    sharing: NO_SHARING,
+    attention: [],
     extra: {},
-  });
+  }, 'llama2.c header');
 }
 
 /** Read a config.json file into a resolved config (both steps). */

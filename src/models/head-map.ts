@@ -11,7 +11,7 @@
  * where it comes from, and each unit's weights are the same size, so `share_rate` is also the fraction of
  * attention-projection weights removed.
  *
- * ## config.json (key {@link HEAD_SHARING_CONFIG_KEY})
+ * ## config.json (key `echoatt_head_sharing`, read in `config.ts`)
  * ```json
  * "echoatt_head_sharing": {
  *   "format": "echoatt-headmap", "version": 1, "unit": "kv_group", "strategy": "qk",
@@ -25,17 +25,13 @@
  * ## Storage
  * Layer `l` stores only its own (unshared) units, in ascending group order: `q_proj` is `(own_l·G·D, hidden)`,
  * `k_proj`/`v_proj` `(own_l·D, hidden)`, `o_proj` `(hidden, own_l·G·D)` (and biases likewise); a layer with no own
- * unit stores no attention projection at all. {@link headSharedTensorShapes} is the hook `tensor-names.ts` calls so
- * loaders expect exactly these tensors.
+ * unit stores no attention projection at all; `tensor-spec.ts` lists exactly these tensors for loading and saving.
+ *
+ * A head map may combine with a layer-wise sharing plan (see `layers.ts`): it may only name layers that compute their
+ * own attention, since a layer that echoes an anchor has no q/k projections to share.
  */
-import { EchoattError } from '../errors.js';
-import type { LlamaConfig } from './config.js';
-import type { ExpectedTensor } from './tensor-names.js';
+import { EchoattError, HeadMapError } from '../errors.js';
 
-/** config.json key holding the head map of a head-wise shared model. */
-export const HEAD_SHARING_CONFIG_KEY = 'echoatt_head_sharing';
-/** config.json key of layer-wise attention sharing (see sharing-plan.ts), which cannot be combined with head sharing. */
-const LAYER_SHARING_KEY = 'echoatt_sharing';
 
 export interface HeadShareEntry {
   /** Layer whose unit is shared (≥ 1). */
@@ -58,14 +54,14 @@ export interface HeadMap {
   readonly shared: readonly HeadShareEntry[];
 }
 
-/** A head map is malformed, does not fit the model, or is combined with something it cannot be combined with. */
-export class HeadMapError extends EchoattError {
-  constructor(where: string, message: string) {
-    super('E_HEADMAP', `${where}: ${message}`);
-  }
+/** The model dimensions a head map is checked against. */
+export interface HeadMapDims {
+  readonly numLayers: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
 }
 
-type Dims = Pick<LlamaConfig, 'numLayers' | 'numHeads' | 'numKvHeads'>;
+type Dims = HeadMapDims;
 
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
@@ -134,31 +130,6 @@ export function makeHeadMap(strategy: string, shared: readonly HeadShareEntry[],
   return map;
 }
 
-/**
- * The head map recorded in a config, or null for a model without head sharing. Throws {@link HeadMapError} if it is
- * malformed, does not fit, or the config also records layer-wise attention sharing (not supported together).
- */
-export function headMapFromConfig(config: Pick<LlamaConfig, 'extra'> & Dims, where = 'config.json'): HeadMap | null {
-  const raw = config.extra[HEAD_SHARING_CONFIG_KEY];
-  if (raw === undefined || raw === null) return null;
-  const at = `${where} (${HEAD_SHARING_CONFIG_KEY})`;
-  const layerShared = config.extra[LAYER_SHARING_KEY];
-  if (layerShared !== undefined && layerShared !== null) throw new HeadMapError(at, combinationRefusal());
-  const map = parseHeadMap(raw, at);
-  validateHeadMap(map, config, at);
-  return map;
-}
-
-/** Why head-wise weight sharing and layer-wise attention sharing are refused in one model. */
-export function combinationRefusal(): string {
-  return (
-    `head-wise weight sharing cannot be combined with layer-wise attention sharing ('${LAYER_SHARING_KEY}') in one model: ` +
-    'layer-shared layers have no q_proj/k_proj to match, the two are separate model classes, and a head map over a ' +
-    'student would silently change which weights its anchors use. Apply head sharing to the original model, or ' +
-    'layer-wise sharing alone'
-  );
-}
-
 /** Per layer: the groups that keep their own weights (ascending), and where every query / K/V head's weights live. */
 export interface HeadLayout {
   /** `ownGroups[l]`: groups of layer `l` stored in `l`'s own (compact) tensors, ascending. */
@@ -190,32 +161,4 @@ export function headLayout(cfg: Dims, map: HeadMap | null): HeadLayout {
     }),
   );
   return { ownGroups, qSrc, kvSrc };
-}
-
-/**
- * Hook for `tensor-names.ts`: the expected tensor list of a head-wise shared checkpoint. Replaces the attention
- * projection shapes of every layer by their compact (own units only) shapes and drops the projections of layers that
- * own no unit. Returns `expected` unchanged when the config has no head map.
- */
-export function headSharedTensorShapes(cfg: Readonly<LlamaConfig>, expected: ExpectedTensor[]): ExpectedTensor[] {
-  const map = headMapFromConfig(cfg);
-  if (!map) return expected;
-  const { ownGroups } = headLayout(cfg, map);
-  const G = cfg.numHeads / cfg.numKvHeads;
-  const D = cfg.headDim;
-  const d = cfg.hiddenSize;
-  const out: ExpectedTensor[] = [];
-  for (const t of expected) {
-    const m = /^model\.layers\.(\d+)\.self_attn\.([qkvo])_proj\.(weight|bias)$/.exec(t.name);
-    if (!m) {
-      out.push(t);
-      continue;
-    }
-    const own = ownGroups[Number(m[1])].length;
-    if (own === 0) continue;
-    const rows = m[2] === 'q' || m[2] === 'o' ? own * G * D : own * D;
-    const shape = m[3] === 'bias' ? [rows] : m[2] === 'o' ? [d, rows] : [rows, d];
-    out.push({ name: t.name, shape });
-  }
-  return out;
 }

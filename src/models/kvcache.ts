@@ -11,6 +11,15 @@ export interface LayerCacheSpec {
   values: boolean;
 }
 
+/** What {@link KVCache.update} returns: a layer's visible keys/values after appending this step's rows. */
+export interface CachedKV {
+  k: Float32Array | null; // (B, capacity, Hkv, D)
+  v: Float32Array; // (B, capacity, Hkv, D)
+  s: number;
+  qPos0: number;
+  batchStride: number;
+}
+
 export class KVCache {
   readonly batch: number;
   readonly capacity: number;
@@ -65,6 +74,20 @@ export class KVCache {
     for (let b = 0; b < this.batch; b++) {
       buf.set(src.subarray(b * t * row, (b + 1) * t * row), b * this.batchStride + this.length * row);
     }
+  }
+
+  /**
+   * Append layer `layer`'s `t` new rows of keys (null for a layer that keeps none) and values `(B, t, Hkv·D)`, and
+   * return everything the layer's attention may see: the cached buffers, `s = length + t` visible positions, the
+   * query offset and the batch stride. The cache updates itself; call {@link advance} once all layers are written.
+   */
+  update(layer: number, k: Float32Array | null, v: Float32Array, t: number): CachedKV {
+    const kc = this.k[layer];
+    const vc = this.v[layer];
+    if (!vc || (k && !kc)) throw new ShapeError('KVCache.update', `layer ${layer} has no ${vc ? 'K' : 'V'} cache`);
+    if (k && kc) this.write(kc, k, t);
+    this.write(vc, v, t);
+    return { k: k ? kc : null, v: vc, s: this.length + t, qPos0: this.length, batchStride: this.batchStride };
   }
 
   advance(t: number): void {

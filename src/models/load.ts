@@ -1,19 +1,19 @@
 /**
- * One call from a path to a runnable model (a {@link LlamaModel}, or a {@link SharedLlamaModel} when the config
- * records a sharing plan) and its tokenizer.
+ * Models on disk: one call from a path to a runnable {@link LlamaModel} (teacher or any student: the config says how
+ * its layers share) and its tokenizer, and {@link saveModel}, its inverse.
  *
  * @example
  * ```ts
- * const { model, tokenizer } = loadModel('../shared/models/stories260K/stories260K.bin');
+ * const { model, tokenizer, checkpoint } = loadModel('../shared/models/stories260K/stories260K.bin');
+ * saveModel('out/copy', model, checkpoint.tokenizerPath);
+ * loadModel('out/copy').model; // the same logits
  * ```
  */
-import { loadCheckpoint, type LoadedCheckpoint } from '../io/hf.js';
 import { Llama2cTokenizer, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
-import { IoError } from '../io/errors.js';
-import { LlamaModel, type WeightMode } from './llama.js';
-import { SharedLlamaModel } from './shared-llama.js';
-import { planFromConfig } from './sharing-plan.js';
-import { HeadSharedLlamaModel, headMapFromConfig } from './headshared-llama.js';
+import { IoError } from '../errors.js';
+import { LlamaModel } from './llama.js';
+import { weightsFromParams, type WeightMode } from './params.js';
+import { loadCheckpoint, writeModelCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import type { Backend } from '../backend/backend.js';
 
 export interface LoadedModel {
@@ -36,14 +36,23 @@ export function loadModel(
   const tokPath = opts.tokenizer ?? checkpoint.tokenizerPath;
   if (!tokPath) throw new IoError(modelPath, 'no tokenizer found next to the model; pass one with --tokenizer');
   const tokenizer = loadTokenizer(tokPath, { vocabSize: checkpoint.config.vocabSize });
-  // A config that records a sharing plan is a shared-attention student.
-  // A config that records a head map is a head-wise weight-shared model (DirectShare / PostShare).
-  const model = headMapFromConfig(checkpoint.config, modelPath)
-    ? HeadSharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend)
-    : planFromConfig(checkpoint.config, modelPath)
-      ? SharedLlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend, opts.weights)
-      : LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend, opts.weights);
+  const mode = checkpoint.config.sharing.headMap ? 'f32' : opts.weights;
+  const model = LlamaModel.fromWeights(checkpoint.config, checkpoint.weights, opts.backend, mode);
+  return { model, tokenizer, checkpoint, stopIds: stopIdsOf(tokenizer) };
+}
+
+/** Token ids that end generation for `tokenizer`: EOS, plus BOS for llama2.c tokenizers (run.c's story boundary). */
+export function stopIdsOf(tokenizer: Tokenizer): number[] {
   const stopIds = [...tokenizer.eosIds];
   if (tokenizer instanceof Llama2cTokenizer && tokenizer.bosId !== null) stopIds.push(tokenizer.bosId);
-  return { model, tokenizer, checkpoint, stopIds };
+  return stopIds;
+}
+
+/**
+ * Save any model (teacher, layer-shared, head-shared or both) in the Hugging Face layout: model.safetensors (in the
+ * weights' in-memory dtype) + config.json (with the plan under `echoatt_sharing` and the head map under
+ * `echoatt_head_sharing`) + tokenizer, written atomically, config last.
+ */
+export function saveModel(dir: string, model: LlamaModel, tokenizerPath?: string): void {
+  writeModelCheckpoint(dir, model.config, weightsFromParams(model.config, model.params), tokenizerPath);
 }

@@ -10,7 +10,7 @@
  */
 import type { LlamaConfig } from './config.js';
 import { configFromJson } from './config.js';
-import { expectedTensors } from './tensor-names.js';
+import { tensorSpecs } from './tensor-spec.js';
 import type { StoredTensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { f32ToBf16, f32ToF16 } from '../tensor/dtype.js';
@@ -57,13 +57,13 @@ export function randomLlamaWeights(cfg: Readonly<LlamaConfig>, opts: { seed?: nu
   const dtype = opts.dtype ?? 'f32';
   let seed = opts.seed ?? 1;
   const out = new Map<string, StoredTensor>();
-  for (const { name, shape } of expectedTensors(cfg)) {
+  for (const { name, key, shape, rule } of tensorSpecs(cfg)) {
     const n = shape.reduce((x, y) => x * y, 1);
     const f = new Float32Array(n);
-    if (name.endsWith('norm.weight')) f.fill(1);
+    if (key === 'inputNorm' || key === 'postNorm' || key === 'norm') f.fill(1);
     else {
-      const fanIn = name.endsWith('embed_tokens.weight') ? 1 : shape[shape.length - 1];
-      fillUniform(f, Math.sqrt(3 / fanIn) * (name.endsWith('.bias') ? 0.1 : 1), (seed = (seed * 1664525 + 1013904223) >>> 0));
+      const fanIn = key === 'embed' ? 1 : shape[shape.length - 1];
+      fillUniform(f, Math.sqrt(3 / fanIn) * (rule === 'vector' ? 0.1 : 1), (seed = (seed * 1664525 + 1013904223) >>> 0));
     }
     const data = dtype === 'f32' ? f : dtype === 'bf16' ? f32ToBf16(f) : f32ToF16(f);
     out.set(name, { dtype, shape: [...shape], data });

@@ -61,11 +61,15 @@ export function attention(be: Backend, p: AttentionParams): void {
   }
 }
 
-/** `out = P · V` for shared layers, by GEMM over row blocks (skipping the causally masked columns). */
-export function probsTimesV(be: Backend, p: ProbsTimesVParams, qPos0: number): void {
+/**
+ * `out = P · V` for echo layers, by GEMM over row blocks (skipping the causally masked columns). With `heads`, query
+ * head `h` reads probability head `heads[h]` (head-aligned sharing) and V head `⌊h / G⌋` of this layer, as always.
+ */
+export function probsTimesV(be: Backend, p: ProbsTimesVParams, qPos0: number, heads: Int32Array | null = null): void {
   const { probs, v, out, batch, tq, s, nHeads: H, nKvHeads: Hkv, headDim: D } = p;
   if (tq < MIN_ROWS) {
-    be.probsTimesV(p);
+    // Decode and short steps: a head map costs one gather of the few new probability rows.
+    be.probsTimesV(heads ? { ...p, probs: gatherHeads(probs, heads, batch, tq * s) } : p);
     return;
   }
   const group = H / Hkv;
@@ -76,13 +80,35 @@ export function probsTimesV(be: Backend, p: ProbsTimesVParams, qPos0: number): v
       for (let r0 = 0; r0 < tq; r0 += BLOCK) {
         const rows = Math.min(BLOCK, tq - r0);
         const cols = Math.min(s, qPos0 + r0 + rows);
-        be.gemm({
-          m: rows, n: D, k: cols, batch: group,
-          a: probs, aOff: ((b * H + h0) * tq + r0) * s, lda: s, strideA: tq * s,
-          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D, strideB: 0,
-          c: out, cOff: ((b * tq + r0) * H + h0) * D, ldc: H * D, strideC: D,
-        });
+        // Without a head map the group's heads are equally strided in P: one batched GEMM; with one, a GEMM per head.
+        const runs = heads ? Array.from({ length: group }, (_, i) => [heads[h0 + i], h0 + i, 1]) : [[h0, h0, group]];
+        for (const [src, h, n] of runs) {
+          be.gemm({
+            m: rows, n: D, k: cols, batch: n,
+            a: probs, aOff: ((b * H + src) * tq + r0) * s, lda: s, strideA: tq * s,
+            b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D, strideB: 0,
+            c: out, cOff: ((b * tq + r0) * H + h) * D, ldc: H * D, strideC: D,
+          });
+        }
       }
     }
   }
+}
+
+/**
+ * Per-head gather of probabilities `(B, H, rows)` (`rows = T·S` per head): output head `h` is input head `heads[h]`.
+ * With `add`, ACCUMULATES the reverse (scatter) instead: `into[b, heads[h]] += from[b, h]` — the gather's gradient.
+ */
+export function gatherHeads(from: Float32Array, heads: Int32Array, batch: number, rows: number, into?: Float32Array, add = false): Float32Array {
+  const H = heads.length;
+  const out = into ?? new Float32Array(batch * H * rows);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < H; h++) {
+      const src = from.subarray((b * H + (add ? h : heads[h])) * rows, (b * H + (add ? h : heads[h]) + 1) * rows);
+      const dst = (b * H + (add ? heads[h] : h)) * rows;
+      if (!add) out.set(src, dst);
+      else for (let i = 0; i < rows; i++) out[dst + i] += src[i];
+    }
+  }
+  return out;
 }

@@ -33,3 +33,43 @@ export function swigluMlp(be: Backend, x: Float32Array, p: MlpParams, rows: numb
   be.siluMul(gate, up, gate, rows * hidden);
   return linear(be, gate, p.wDown, undefined, rows, hidden, dim); // (N, dim)
 }
+
+/**
+ * One block of a {@link linearRuns} product: `y[:, yOff : yOff+n] += x[:, xOff : xOff+k] · Wᵀ` over the `(n, k)`
+ * view of `w` starting at `wOff` with row stride `ldw` (plus `bias[bOff : bOff+n]`). Views, never copies: this is how
+ * a head-shared layer reads row blocks (q/k/v) or column blocks (o_proj) of the layer that stores them.
+ */
+export interface LinearRun {
+  w: Float32Array;
+  wOff: number;
+  ldw: number;
+  xOff: number;
+  k: number;
+  yOff: number;
+  n: number;
+  bias?: Float32Array;
+  bOff?: number;
+}
+
+/** `y (rows, outDim) = Σ_runs` of each run's block product; `x` is `(rows, xCols)`. */
+export function linearRuns(be: Backend, x: Float32Array, runs: readonly LinearRun[], rows: number, xCols: number, outDim: number): Float32Array {
+  const y = new Float32Array(rows * outDim);
+  for (const r of runs) {
+    if (rows === 1 && r.xOff === 0 && r.k === xCols && r.ldw === r.k) {
+      be.matvec(r.w, x, y.subarray(r.yOff, r.yOff + r.n), r.n, r.k, r.wOff, true);
+    } else {
+      be.gemm({
+        m: rows, n: r.n, k: r.k, a: x, aOff: r.xOff, lda: xCols, b: r.w, bOff: r.wOff, ldb: r.ldw, transB: true,
+        c: y, cOff: r.yOff, ldc: outDim, beta: 1,
+      });
+    }
+    if (r.bias) {
+      const bs = r.bias.subarray(r.bOff ?? 0, (r.bOff ?? 0) + r.n);
+      for (let row = 0; row < rows; row++) {
+        const o = y.subarray(row * outDim + r.yOff, row * outDim + r.yOff + r.n);
+        be.add(o, bs, o, r.n);
+      }
+    }
+  }
+  return y;
+}

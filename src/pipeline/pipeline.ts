@@ -13,14 +13,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadModel } from '../models/load.js';
+import { loadModel, saveModel } from '../models/load.js';
 import { analyze } from '../analysis/analyze.js';
 import { writeReport as writeAnalysisReport, analysisSummary, type AnalysisSummary } from '../analysis/report.js';
 import type { StrategyName } from '../analysis/strategies.js';
-import { buildStudent, saveModel } from '../sharing/student.js';
+import { buildStudent } from '../sharing/student.js';
 import { sharingCost, type SharingCost } from '../sharing/cost.js';
-import { parsePlan, type SharingPlan } from '../sharing/plan.js';
-import { distill, type DistillResult } from '../distill/distill.js';
+import { parsePlan, type SharingPlan } from '../models/sharing-plan.js';
+import { distill } from '../distill/distill.js';
 import { evaluate, type EvalReport } from '../eval/evaluate.js';
 import { reportJson, tableRows } from '../eval/table.js';
 import { writeFileAtomic } from '../report/plot.js';
@@ -28,6 +28,7 @@ import { OptionError } from '../errors.js';
 import { SHARED_DIR } from '../paths.js';
 import { planSharing } from './plan-sharing.js';
 import { writePipelineReport, type PipelineReportFiles } from './report.js';
+import { type DistillResult } from '../distill/options.js';
 
 export interface PipelineOptions {
   /** Output directory. */

@@ -9,7 +9,8 @@
  */
 import type { AnalysisResult } from '../analysis/analyze.js';
 import type { StrategyName } from '../analysis/strategies.js';
-import { PlanError, type SharingPlan } from '../sharing/plan.js';
+import { type SharingPlan } from '../models/sharing-plan.js';
+import { PlanError } from '../errors.js';
 
 export function planSharing(analysis: AnalysisResult, strategy: StrategyName = 'budget'): { plan: SharingPlan; why: string } {
   const outcome = analysis.plans[strategy];

@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AnalysisSummary } from '../analysis/report.js';
 import type { SharingCost } from '../sharing/cost.js';
-import type { SharingPlan } from '../sharing/plan.js';
+import type { SharingPlan } from '../models/sharing-plan.js';
 import type { TableRow } from '../eval/table.js';
-import type { EvalSet } from '../distill/distill.js';
 import { writeFileAtomic } from '../report/plot.js';
+import { type EvalSet } from '../distill/options.js';
 
 export interface PipelineReportFiles {
   html: string;

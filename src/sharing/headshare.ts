@@ -11,7 +11,7 @@
  *    that is itself shared, {@link selectHeadSharing} uses the best match among the units still stored (details
  *    there); the map records the cosine with the weights really used.
  *
- * The result is a {@link HeadSharedLlamaModel}: each shared unit reads the stored copy's q/k/v rows and o_proj
+ * The result is a model whose config records the head map (layers of kind `headShared`): each shared unit reads the stored copy's q/k/v rows and o_proj
  * columns (views, no copy). **Head-wise sharing saves weight memory only: every head still computes its own keys and
  * values, so the KV cache and the FLOPs are unchanged.**
  *
@@ -23,19 +23,14 @@
  * ```
  */
 import path from 'node:path';
-import { LlamaModel } from '../models/llama.js';
+import type { LlamaModel } from '../models/llama.js';
 import { requireF32 } from '../tensor/weight.js';
-import { HeadSharedLlamaModel, headSharedWeights } from '../models/headshared-llama.js';
-import { combinationRefusal, HeadMapError, makeHeadMap, type HeadMap, type HeadShareEntry } from '../models/head-map.js';
-import { SharedLlamaModel } from '../models/shared-llama.js';
-import { planFromConfig } from '../models/sharing-plan.js';
+import { makeHeadMap, type HeadMap, type HeadShareEntry } from '../models/head-map.js';
+import { withHeadMap } from '../models/surgery.js';
 import type { LlamaConfig } from '../models/config.js';
-import { OptionError } from '../errors.js';
-import { writeHfCheckpoint } from '../io/llama2c.js';
-import { permuteForHalfRope } from '../io/llama2c.js';
-import type { StoredTensor } from '../tensor/tensor.js';
+import { OptionError, HeadMapError } from '../errors.js';
 
-export { HeadMapError, type HeadMap, type HeadShareEntry };
+export { type HeadMap, type HeadShareEntry };
 
 export const HEAD_SHARE_STRATEGIES = ['q', 'k', 'v', 'qk', 'qkv'] as const;
 export type HeadShareStrategy = (typeof HEAD_SHARE_STRATEGIES)[number];
@@ -64,7 +59,7 @@ export interface ResolvedHeadShareOptions {
  * Validate DirectShare options against a model's shape; every problem is an {@link OptionError} naming the option
  * (the CLI flag spelling). Accepts only real numbers for the rate: a string such as `'0.3'` is rejected, not coerced.
  */
-export function validateHeadShareOptions(opts: { shareRate?: unknown; strategy?: unknown }, cfg: Pick<LlamaConfig, 'numLayers' | 'numKvHeads'>): ResolvedHeadShareOptions {
+export function validateHeadShareOptions(opts: { shareRate?: unknown; strategy?: unknown }, cfg: Pick<LlamaConfig, 'numLayers' | 'numKvHeads' | 'attention'>): ResolvedHeadShareOptions {
   const r = opts.shareRate;
   if (typeof r !== 'number') throw new OptionError('--share-rate', `expected a number in [0, 1), got ${r === undefined ? 'nothing' : `${typeof r} ${JSON.stringify(r)}`}`);
   if (!Number.isFinite(r) || r < 0 || r >= 1) throw new OptionError('--share-rate', `expected a number in [0, 1), got ${r}`);
@@ -75,20 +70,29 @@ export function validateHeadShareOptions(opts: { shareRate?: unknown; strategy?:
   const L = cfg.numLayers;
   const U = cfg.numKvHeads;
   const count = Math.round(r * L * U);
-  const max = (L - 1) * U;
+  const max = shareableUnits(cfg);
   if (count > max) {
     throw new OptionError(
       '--share-rate',
-      `${r} × ${L} layers × ${U} units asks for ${count} shared units, but only ${max} can be shared (layer 0 has no earlier layer); ` +
-        `use at most ${(max / (L * U)).toFixed(4)}`,
+      `${r} × ${L} layers × ${U} units asks for ${count} shared units, but only ${max} can be shared (layer 0 has no earlier layer` +
+        `${cfg.attention.some((k) => k.kind === 'echo') ? '; layers that echo an anchor have no q/k to share' : ''}); use at most ${(max / (L * U)).toFixed(4)}`,
     );
   }
   return { shareRate: r, strategy: strategy as HeadShareStrategy, count };
 }
 
-function refuseNonDense(model: LlamaModel, where: string): void {
-  if (model instanceof HeadSharedLlamaModel) throw new HeadMapError(where, 'the model is already head-shared; start from its original weights');
-  if (model instanceof SharedLlamaModel || planFromConfig(model.config)) throw new HeadMapError(where, combinationRefusal());
+/** Layers whose units can take part in head sharing: those computing their own attention (an echo layer has no q/k). */
+function eligibleLayers(cfg: Pick<LlamaConfig, 'attention'>): number[] {
+  return cfg.attention.flatMap((k, l) => (k.kind === 'echo' ? [] : [l]));
+}
+
+/** Units that have an eligible earlier layer to share with. */
+function shareableUnits(cfg: Pick<LlamaConfig, 'numKvHeads' | 'attention'>): number {
+  return Math.max(0, eligibleLayers(cfg).length - 1) * cfg.numKvHeads;
+}
+
+function refuseHeadShared(model: LlamaModel, where: string): void {
+  if (model.headMap) throw new HeadMapError(where, 'the model is already head-shared; start from its original weights');
 }
 
 /** Cosine similarities between units; see {@link headSimilarity}. */
@@ -105,26 +109,30 @@ export interface HeadSimilarity {
 
 /**
  * Cosine similarity of every unit of every layer with every unit of every earlier layer, and each unit's best match.
+ * Layers that echo an anchor's attention (a layer-wise student) have no q/k and take no part: their entries stay NaN.
  * Computed with one small GEMM per layer pair and weight part, straight from the weight arrays (no feature copy):
  * the rows of one unit are contiguous in q_proj (`G·D` rows) and in k_proj / v_proj (`D` rows). Biases are not
  * compared. RoPE row order does not matter (it permutes rows the same way in every head).
  */
 export function headSimilarity(model: LlamaModel, strategy: HeadShareStrategy = 'qk'): HeadSimilarity {
-  refuseNonDense(model, 'headSimilarity');
+  refuseHeadShared(model, 'headSimilarity');
   if (!(HEAD_SHARE_STRATEGIES as readonly string[]).includes(strategy)) throw new OptionError('--strategy', `expected one of ${HEAD_SHARE_STRATEGIES.join(', ')}, got ${JSON.stringify(strategy)}`);
   const c = model.config;
   const be = model.backend;
   const { numLayers: L, numKvHeads: U, numHeads: H, headDim: D, hiddenSize: dim } = c;
   const G = H / U;
   const parts = [...strategy] as ('q' | 'k' | 'v')[];
+  const eligible = eligibleLayers(c);
   const arr = (l: number, p: 'q' | 'k' | 'v') => {
     const lp = model.params.layers[l];
-    return requireF32(p === 'q' ? lp.wq : p === 'k' ? lp.wk : lp.wv, 'head similarity');
+    const w = p === 'q' ? lp.wq : p === 'k' ? lp.wk : lp.wv;
+    if (!w) throw new HeadMapError('headSimilarity', `layer ${l} has no ${p}_proj`);
+    return requireF32(w, 'head similarity');
   };
   const unitLen = (p: 'q' | 'k' | 'v') => (p === 'q' ? G : 1) * D * dim;
   // Squared norms per unit (f64).
   const norm2 = new Float64Array(L * U);
-  for (let l = 0; l < L; l++) {
+  for (const l of eligible) {
     for (const p of parts) {
       const w = arr(l, p);
       const len = unitLen(p);
@@ -139,10 +147,10 @@ export function headSimilarity(model: LlamaModel, strategy: HeadShareStrategy = 
   const cosine = new Float32Array(N * N).fill(NaN);
   const dots = new Float32Array(U * U);
   const best: HeadShareEntry[] = [];
-  for (let l = 1; l < L; l++) {
+  for (const l of eligible.slice(1)) {
     const bestScore = new Float64Array(U).fill(-Infinity);
     const bestSrc = Array.from({ length: U }, () => [0, 0]);
-    for (let s = 0; s < l; s++) {
+    for (const s of eligible.filter((e) => e < l)) {
       parts.forEach((p, i) => {
         const len = unitLen(p);
         be.gemm({ m: U, n: U, k: len, a: arr(l, p), b: arr(s, p), transB: true, c: dots, beta: i === 0 ? 0 : 1 });
@@ -191,7 +199,7 @@ export interface HeadSelection {
 export function selectHeadSharing(sim: HeadSimilarity, count: number, cfg: Pick<LlamaConfig, 'numLayers' | 'numHeads' | 'numKvHeads'>): HeadSelection {
   const U = sim.units;
   const N = sim.numLayers * U;
-  const nCand = N - U;
+  const nCand = sim.best.length;
   if (!Number.isInteger(count) || count < 0 || count > nCand) throw new OptionError('count', `expected an integer in [0, ${nCand}], got ${count}`);
   const cos = (u: number, s: number) => sim.cosine[u * N + s];
   const sourceOf = new Int32Array(N).fill(-1); // shared unit → stored source
@@ -201,7 +209,7 @@ export function selectHeadSharing(sim: HeadSimilarity, count: number, cfg: Pick<
     if (bestS[u] >= 0 && sourceOf[bestS[u]] < 0) return bestS[u];
     const lim = Math.floor(u / U) * U; // units of earlier layers: ids below the layer's first
     let b = -1;
-    for (let s = 0; s < lim; s++) if (sourceOf[s] < 0 && (b < 0 || cos(u, s) > cos(u, b))) b = s;
+    for (let s = 0; s < lim; s++) if (sourceOf[s] < 0 && !Number.isNaN(cos(u, s)) && (b < 0 || cos(u, s) > cos(u, b))) b = s;
     return (bestS[u] = b);
   };
   let redirected = 0;
@@ -266,15 +274,17 @@ const DTYPE_BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 
 
 /** Summarise a sharing of `original` into `shared`. */
 export function headShareReport(
-  original: LlamaModel, shared: HeadSharedLlamaModel, selection: HeadSelection, opts: { shareRate: number; strategy: HeadShareStrategy; method?: 'DirectShare' | 'PostShare' },
+  original: LlamaModel, shared: LlamaModel, selection: HeadSelection, opts: { shareRate: number; strategy: HeadShareStrategy; method?: 'DirectShare' | 'PostShare' },
 ): HeadShareReport {
   const c = original.config;
   const { numLayers: L, numKvHeads: U, numHeads: H } = c;
-  const attn = (m: LlamaModel) => m.params.layers.reduce((s, lp) => s + lp.wq.length + lp.wk.length + lp.wv.length + lp.wo.length + (lp.bq?.length ?? 0) + (lp.bk?.length ?? 0) + (lp.bv?.length ?? 0), 0);
+  const attn = (m: LlamaModel) => m.params.layers.reduce((s, lp) => s + [lp.wq, lp.wk, lp.wv, lp.wo, lp.bq, lp.bk, lp.bv].reduce((t, a) => t + (a?.length ?? 0), 0), 0);
+  const map = shared.headMap;
+  if (!map) throw new HeadMapError('headShareReport', 'the shared model has no head map');
   const before = original.parameterCount();
   const after = shared.parameterCount();
   const sourceCounts = Array.from({ length: L }, () => new Array<number>(L).fill(0));
-  for (const e of shared.headMap.shared) sourceCounts[e.layer][e.source_layer]++;
+  for (const e of map.shared) sourceCounts[e.layer][e.source_layer]++;
   const dtypeBytes = c.torchDtype ? DTYPE_BYTES[c.torchDtype] : undefined;
   return {
     method: opts.method ?? 'DirectShare',
@@ -282,7 +292,7 @@ export function headShareReport(
     shareRate: opts.shareRate,
     unit: 'kv_group',
     queryHeadsPerUnit: H / U,
-    units: { total: L * U, shareable: (L - 1) * U, shared: shared.headMap.shared.length, redirected: selection.redirected },
+    units: { total: L * U, shareable: shareableUnits(c), shared: map.shared.length, redirected: selection.redirected },
     params: { before, after, saved: before - after, attentionBefore: attn(original), attentionAfter: attn(shared) },
     bytesSaved: { f32: 4 * (before - after), ...(dtypeBytes ? { atDtype: { dtype: c.torchDtype!, bytes: dtypeBytes * (before - after) } } : {}) },
     sourceCounts,
@@ -294,7 +304,7 @@ export function headShareReport(
 
 /** Result of {@link directShare}. */
 export interface DirectShareResult {
-  model: HeadSharedLlamaModel;
+  model: LlamaModel;
   map: HeadMap;
   similarity: HeadSimilarity;
   report: HeadShareReport;
@@ -302,39 +312,13 @@ export interface DirectShareResult {
 
 /** DirectShare: similarity, global ranking, and the head-shared model (the original is left untouched). */
 export function directShare(original: LlamaModel, opts: DirectShareOptions): DirectShareResult {
-  refuseNonDense(original, 'directShare');
+  refuseHeadShared(original, 'directShare');
   const o = validateHeadShareOptions(opts, original.config);
   const similarity = headSimilarity(original, o.strategy);
   const selection = selectHeadSharing(similarity, o.count, original.config);
-  const model = HeadSharedLlamaModel.fromTeacher(original, selection.map);
+  const model = withHeadMap(original, selection.map);
   const report = headShareReport(original, model, selection, { shareRate: o.shareRate, strategy: o.strategy });
   return { model, map: selection.map, similarity, report };
-}
-
-/**
- * Save a head-shared model in the Hugging Face layout: each shared weight stored once (layers hold only their own
- * units), the head map in config.json under `echoatt_head_sharing`. llama2.c (interleaved RoPE) weights are permuted
- * to rotate-half order per head, as `writeHfCheckpoint` does for ordinary models.
- */
-export function saveHeadSharedModel(dir: string, model: HeadSharedLlamaModel, tokenizerPath?: string): void {
-  const c = model.config;
-  const weights = headSharedWeights(model);
-  if (c.ropeStyle !== 'interleaved') {
-    writeHfCheckpoint(dir, c, weights, tokenizerPath);
-    return;
-  }
-  const out = new Map<string, StoredTensor>();
-  for (const [name, t] of weights) {
-    const m = /\.self_attn\.([qk])_proj\.(weight|bias)$/.exec(name);
-    if (!m) {
-      out.set(name, t);
-      continue;
-    }
-    const dimIn = m[2] === 'weight' ? c.hiddenSize : 1;
-    const heads = t.data.length / (c.headDim * dimIn);
-    out.set(name, { ...t, shape: [...t.shape], data: permuteForHalfRope(t.data as Float32Array, heads, c.headDim, dimIn) });
-  }
-  writeHfCheckpoint(dir, Object.freeze({ ...c, ropeStyle: 'half' as const }), out, tokenizerPath);
 }
 
 /** Plain-text summary, including the weight-memory-only caveat. */

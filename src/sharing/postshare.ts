@@ -8,33 +8,33 @@
  * - `mse`: the mean squared element difference over the same q, k and v slices.
  * With `includeO`, the unit's o_proj columns enter the penalty the same way (they are shared too).
  *
- * Training uses the distillation pieces: `AdamW`, the warmup + cosine schedule `lrAt`, `clipGradNorm`, and the
- * atomic training checkpoints (`saveCheckpoint` / `loadCheckpoint`, resume with the same data order).
+ * Training is the shared loop (`train/loop.ts`: AdamW, warmup + cosine, clipping, atomic checkpoints, resume with
+ * the same data order); this file is the method's set-up and its loss.
  *
  * @example
  * ```ts
  * const res = await postShare(teacher, tokenizer, { shareRate: 0.3, data: ['corpus.txt'], steps: 200, lambda: 0.05 });
- * saveHeadSharedModel('out/ps30', res.model, tokenizerPath);
+ * saveModel('out/ps30', res.model, tokenizerPath);
  * ```
  */
 import type { Backend } from '../backend/backend.js';
-import { LlamaModel, type LlamaLayerParams } from '../models/llama.js';
-import { HeadSharedLlamaModel } from '../models/headshared-llama.js';
+import type { LlamaModel } from '../models/llama.js';
 import type { HeadMap } from '../models/head-map.js';
 import type { LlamaConfig } from '../models/config.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { accumulate, apply, defineOp, Param, Tape, Var } from '../autograd/tape.js';
+import { accumulate, apply, defineOp, Param, Var } from '../autograd/tape.js';
 import { OPS } from '../autograd/ops/index.js';
-import { forwardTrain, modelParams } from '../autograd/model.js';
-import { AdamW, clipGradNorm, lrAt } from '../distill/optim.js';
-import { CHECKPOINT_FORMAT, loadCheckpoint, readCheckpointState, saveCheckpoint, type TrainState, CheckpointStateError } from '../distill/checkpoint.js';
-import { checkVocab, textSequences, type TokenDataset } from '../distill/data.js';
-import { Rng32 } from '../distill/rng.js';
+import { forwardTrain, modelParams, type ModelParams } from '../models/tape-ops.js';
+import { copyModel, withHeadMap } from '../models/surgery.js';
+import { AdamW } from '../train/optim.js';
+import { lrAt } from '../train/schedule.js';
+import { readCheckpointState } from '../train/checkpoint.js';
+import { checkVocab, textSequences, type TokenDataset } from '../train/data.js';
+import { train } from '../train/loop.js';
 import { OptionError } from '../errors.js';
 import {
   headShareReport, headSimilarity, selectHeadSharing, validateHeadShareOptions, type HeadShareReport, type HeadShareStrategy, type HeadSelection,
 } from './headshare.js';
-import { requireF32 } from '../tensor/weight.js';
 
 export type PenaltyKind = 'fro' | 'mse';
 
@@ -163,11 +163,14 @@ export const headSharePenalty = defineOp<PenaltyArgs, Var, { args: PenaltyArgs; 
   },
 });
 
+function penaltyArgs(params: ModelParams, map: HeadMap, dims: PenaltyArgs['dims'], kind: PenaltyKind, includeO: boolean): PenaltyArgs {
+  const pick = (k: 'wq' | 'wk' | 'wv' | 'wo') => params.layers.map((lp) => lp[k] as Param);
+  return { wq: pick('wq'), wk: pick('wk'), wv: pick('wv'), wo: pick('wo'), map, dims, kind, includeO };
+}
+
 /** Penalty value of a model's current weights under `map` (no gradient). */
 export function headSharePenaltyValue(model: LlamaModel, map: HeadMap, kind: PenaltyKind = 'fro', includeO = false): number {
-  const params = modelParams(model);
-  const pick = (k: 'wq' | 'wk' | 'wv' | 'wo') => params.layers.map((lp) => lp[k] as Param);
-  return apply(null, headSharePenalty, { wq: pick('wq'), wk: pick('wk'), wv: pick('wv'), wo: pick('wo'), map, dims: model.config, kind, includeO }, model.backend).data[0];
+  return apply(null, headSharePenalty, penaltyArgs(modelParams(model), map, model.config, kind, includeO), model.backend).data[0];
 }
 
 export interface PostShareOptions {
@@ -201,7 +204,7 @@ export interface PostShareOptions {
 }
 
 export interface PostShareResult {
-  model: HeadSharedLlamaModel;
+  model: LlamaModel;
   map: HeadMap;
   /** The post-trained dense model (before sharing). */
   trained: LlamaModel;
@@ -215,105 +218,64 @@ function check(flag: string, v: number, ok: boolean, want: string): void {
   if (!ok) throw new OptionError(flag, `expected ${want}, got ${v}`);
 }
 
-/** A copy of `m` with its own arrays (tied embeddings stay tied). */
-function cloneModel(m: LlamaModel): LlamaModel {
-  const p = m.params;
-  const embed = requireF32(p.embed, 'PostShare').slice();
-  const layers = p.layers.map((lp): LlamaLayerParams => {
-    const out = { ...lp } as unknown as Record<string, Float32Array | undefined>;
-    for (const [k, v] of Object.entries(lp)) out[k] = v instanceof Float32Array ? v.slice() : v;
-    return out as unknown as LlamaLayerParams;
-  });
-  return new LlamaModel(m.config, { embed, layers, norm: p.norm.slice(), lmHead: p.lmHead === p.embed ? embed : requireF32(p.lmHead, 'PostShare').slice() }, m.backend);
+/** Options with defaults applied, every bad value an OptionError naming its flag. */
+function resolvePostShare(opts: PostShareOptions, cfg: Readonly<LlamaConfig>) {
+  const steps = opts.steps;
+  const r = {
+    lambda: opts.lambda ?? 0.1, kind: opts.penalty ?? 'fro', seqLen: opts.seqLen ?? Math.min(256, cfg.maxPositions), batch: opts.batch ?? 8,
+    lr: opts.lr ?? 1e-3, clip: opts.clip ?? 1, every: opts.checkpointEvery ?? 50, seed: opts.seed ?? 1,
+    warmup: opts.warmup ?? Math.min(20, Math.floor(steps / 10)),
+  };
+  const minLr = opts.minLr ?? r.lr / 10;
+  check('--steps', steps, Number.isInteger(steps) && steps >= 1, 'an integer >= 1');
+  check('--lambda', r.lambda, Number.isFinite(r.lambda) && r.lambda >= 0, 'a number >= 0');
+  if (r.kind !== 'fro' && r.kind !== 'mse') throw new OptionError('--penalty', `expected fro or mse, got ${JSON.stringify(r.kind)}`);
+  check('--seq-len', r.seqLen, Number.isInteger(r.seqLen) && r.seqLen >= 1 && r.seqLen <= cfg.maxPositions, `an integer in [1, ${cfg.maxPositions}]`);
+  check('--batch', r.batch, Number.isInteger(r.batch) && r.batch >= 1, 'an integer >= 1');
+  check('--lr', r.lr, Number.isFinite(r.lr) && r.lr > 0, 'a number > 0');
+  check('--min-lr', minLr, Number.isFinite(minLr) && minLr >= 0 && minLr <= r.lr, `a number in [0, ${r.lr}]`);
+  check('--warmup', r.warmup, Number.isInteger(r.warmup) && r.warmup >= 0 && r.warmup < steps, `an integer in [0, ${steps - 1}]`);
+  if (!opts.dataset && !opts.data?.length) throw new OptionError('--data', 'PostShare needs training text');
+  return { ...r, minLr, kind: r.kind as PenaltyKind };
 }
 
 /** PostShare: select pairs on the original weights, post-train a copy with the penalty, then share (original untouched). */
 export async function postShare(original: LlamaModel, tokenizer: Tokenizer, opts: PostShareOptions): Promise<PostShareResult> {
   const o = validateHeadShareOptions(opts, original.config);
-  const lambda = opts.lambda ?? 0.1;
-  const kind = opts.penalty ?? 'fro';
-  const seqLen = opts.seqLen ?? Math.min(256, original.config.maxPositions);
-  const batch = opts.batch ?? 8;
-  const lr = opts.lr ?? 1e-3;
-  const minLr = opts.minLr ?? lr / 10;
-  const warmup = opts.warmup ?? Math.min(20, Math.floor(opts.steps / 10));
-  const clip = opts.clip ?? 1;
-  const every = opts.checkpointEvery ?? 50;
-  check('--steps', opts.steps, Number.isInteger(opts.steps) && opts.steps >= 1, 'an integer >= 1');
-  check('--lambda', lambda, Number.isFinite(lambda) && lambda >= 0, 'a number >= 0');
-  if (kind !== 'fro' && kind !== 'mse') throw new OptionError('--penalty', `expected fro or mse, got ${JSON.stringify(kind)}`);
-  check('--seq-len', seqLen, Number.isInteger(seqLen) && seqLen >= 1 && seqLen <= original.config.maxPositions, `an integer in [1, ${original.config.maxPositions}]`);
-  check('--batch', batch, Number.isInteger(batch) && batch >= 1, 'an integer >= 1');
-  check('--lr', lr, Number.isFinite(lr) && lr > 0, 'a number > 0');
-  check('--min-lr', minLr, Number.isFinite(minLr) && minLr >= 0 && minLr <= lr, `a number in [0, ${lr}]`);
-  check('--warmup', warmup, Number.isInteger(warmup) && warmup >= 0 && warmup < opts.steps, `an integer in [0, ${opts.steps - 1}]`);
-  if (!opts.dataset && !opts.data?.length) throw new OptionError('--data', 'PostShare needs training text');
-
-  const similarity = headSimilarity(original, o.strategy);
-  const selection: HeadSelection = selectHeadSharing(similarity, o.count, original.config);
+  const r = resolvePostShare(opts, original.config);
+  const selection: HeadSelection = selectHeadSharing(headSimilarity(original, o.strategy), o.count, original.config);
   const map = selection.map;
-  const model = cloneModel(original);
-  const be = model.backend;
-  const ds = opts.dataset ?? (await textSequences(tokenizer, opts.data!, { seqLen, maxTokens: Math.max(batch * (seqLen + 1) * opts.steps, 1 << 16) }));
-  if (ds.sequences.some((q) => q.length !== seqLen + 1)) throw new OptionError('--seq-len', `the dataset's sequences are not ${seqLen + 1} tokens long`);
-  if (ds.sequences.length < batch) throw new OptionError('--data', `${ds.description} gives ${ds.sequences.length} sequences of ${seqLen + 1} tokens, fewer than one batch of ${batch}`);
+  const model = copyModel(original);
+  const ds = opts.dataset ?? (await textSequences(tokenizer, opts.data!, { seqLen: r.seqLen, maxTokens: Math.max(r.batch * (r.seqLen + 1) * opts.steps, 1 << 16) }));
+  if (ds.sequences.some((q) => q.length !== r.seqLen + 1)) throw new OptionError('--seq-len', `the dataset's sequences are not ${r.seqLen + 1} tokens long`);
+  if (ds.sequences.length < r.batch) throw new OptionError('--data', `${ds.description} gives ${ds.sequences.length} sequences of ${r.seqLen + 1} tokens, fewer than one batch of ${r.batch}`);
   checkVocab(ds, model.config.vocabSize, '--data');
 
   const params = modelParams(model);
-  const pick = (k: 'wq' | 'wk' | 'wv' | 'wo') => params.layers.map((lp) => lp[k] as Param);
-  const penArgs = { wq: pick('wq'), wk: pick('wk'), wv: pick('wv'), wo: pick('wo'), map, dims: model.config, kind, includeO: opts.includeO ?? false };
-  const penaltyBefore = apply(null, headSharePenalty, penArgs, be).data[0];
-  const opt = new AdamW(params.list, { weightDecay: opts.weightDecay ?? 0 });
-  const fp = {
-    method: 'postshare', shareRate: o.shareRate, strategy: o.strategy, lambda, kind, includeO: penArgs.includeO, seqLen, batch, lr, minLr,
-    warmup, steps: opts.steps, seed: opts.seed ?? 1, data: ds.fingerprint, pairs: map.shared.map((e) => [e.layer, e.group, e.source_layer, e.source_group]),
+  const penArgs = penaltyArgs(params, map, model.config, r.kind, opts.includeO ?? false);
+  const penaltyBefore = apply(null, headSharePenalty, penArgs, model.backend).data[0];
+  const fingerprint = {
+    method: 'postshare', shareRate: o.shareRate, strategy: o.strategy, lambda: r.lambda, kind: r.kind, includeO: penArgs.includeO, seqLen: r.seqLen,
+    batch: r.batch, lr: r.lr, minLr: r.minLr, warmup: r.warmup, steps: opts.steps, seed: r.seed, data: ds.fingerprint,
+    pairs: map.shared.map((e) => [e.layer, e.group, e.source_layer, e.source_group]),
   };
-  const rng = new Rng32(opts.seed ?? 1);
-  let state: TrainState = {
-    format: CHECKPOINT_FORMAT, version: 1, step: 0, adamT: 0, epoch: 0, cursor: 0, rng: rng.state, epochRng: rng.state, tokens: 0, trainMs: 0, fingerprint: fp,
-  };
-  if (opts.resume && opts.checkpoint && readCheckpointState(opts.checkpoint)) {
-    const st = loadCheckpoint(opts.checkpoint, params.list, opt);
-    if (JSON.stringify(st.fingerprint) !== JSON.stringify(fp)) {
-      throw new CheckpointStateError(opts.checkpoint, 'was written by a PostShare run with other options or data; remove it or run without --resume');
-    }
-    state = st;
-  }
-  const epochRng = new Rng32(state.epochRng);
-  let order = epochRng.permutation(ds.sequences.length);
   const V = model.config.vocabSize;
-  const ids = new Int32Array(batch * seqLen);
-  const targets = new Int32Array(batch * seqLen);
-  const t0 = performance.now() - state.trainMs;
-  while (state.step < opts.steps) {
-    for (let b = 0; b < batch; b++) {
-      if (state.cursor >= order.length) {
-        state.epoch++;
-        state.cursor = 0;
-        state.epochRng = epochRng.state;
-        order = epochRng.permutation(ds.sequences.length);
-      }
-      const s = ds.sequences[order[state.cursor++]];
-      ids.set(s.subarray(0, seqLen), b * seqLen);
-      targets.set(s.subarray(1, seqLen + 1), b * seqLen);
-    }
-    const tape = new Tape(be);
-    const { logits } = forwardTrain(model, params, ids, { batch, tape });
-    const lm = apply(tape, OPS.crossEntropy, { logits, targets, rows: batch * seqLen, cols: V }, be);
-    const pen = apply(tape, headSharePenalty, penArgs, be);
-    const loss = apply(tape, OPS.weightedSum, { terms: [lm, pen], weights: [1, lambda] }, be);
-    tape.backward(loss);
-    const gradNorm = clipGradNorm(params.list, clip);
-    const step = state.step + 1;
-    const rate = lrAt(step, opts.steps, lr, minLr, warmup);
-    opt.step(rate);
-    opt.zeroGrad();
-    state = { ...state, step, adamT: opt.t, tokens: state.tokens + batch * seqLen, trainMs: performance.now() - t0, rng: rng.state };
-    opts.onStep?.({ step, steps: opts.steps, loss: loss.data[0], lm: lm.data[0], penalty: pen.data[0], lr: rate, gradNorm });
-    if (opts.checkpoint && (step % every === 0 || step === opts.steps)) saveCheckpoint(opts.checkpoint, params.list, opt, state);
-  }
-  const penaltyAfter = apply(null, headSharePenalty, penArgs, be).data[0];
-  const shared = HeadSharedLlamaModel.fromTeacher(model, map);
+  const run = await train({
+    backend: model.backend, params: params.list, trainable: params.list, optimizer: new AdamW(params.list, { weightDecay: opts.weightDecay ?? 0 }),
+    data: ds, steps: opts.steps, batch: r.batch, seqLen: r.seqLen, clip: r.clip, seed: r.seed,
+    schedule: (step) => lrAt(step, opts.steps, r.lr, r.minLr, r.warmup),
+    checkpoint: opts.checkpoint ? { file: opts.checkpoint, every: r.every, fingerprint } : undefined,
+    resume: opts.resume && opts.checkpoint ? readCheckpointState(opts.checkpoint) : null,
+    loss: (b, tape) => {
+      const { logits } = forwardTrain(model, params, b.ids, { batch: b.batch, tape });
+      const lm = apply(tape, OPS.crossEntropy, { logits, targets: b.targets, rows: b.ids.length, cols: V });
+      const pen = apply(tape, headSharePenalty, penArgs);
+      return { loss: apply(tape, OPS.weightedSum, { terms: [lm, pen], weights: [1, r.lambda] }), parts: { lm: lm.data[0], penalty: pen.data[0] } };
+    },
+    onStep: (s) => opts.onStep?.({ step: s.step, steps: s.steps, loss: s.loss, lm: s.parts.lm, penalty: s.parts.penalty, lr: s.lr, gradNorm: s.gradNorm }),
+  });
+  const penaltyAfter = apply(null, headSharePenalty, penArgs, model.backend).data[0];
+  const shared = withHeadMap(model, map);
   const report = headShareReport(original, shared, selection, { shareRate: o.shareRate, strategy: o.strategy, method: 'PostShare' });
-  return { model: shared, map, trained: model, report, penaltyBefore, penaltyAfter, steps: state.step };
+  return { model: shared, map, trained: model, report, penaltyBefore, penaltyAfter, steps: run.state.step };
 }

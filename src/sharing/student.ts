@@ -1,41 +1,27 @@
 /**
- * Building, saving and loading shared-attention students.
+ * Building shared-attention students (EchoAtt / Shared Attention): the teacher's weights, with the plan's echo
+ * layers reusing their anchors' attention. Saving and loading are the model layer's (`models/load.ts`): a student
+ * is a model whose config records its plan.
  *
  * @example
  * ```ts
  * const { model: teacher, checkpoint } = loadModel('../shared/models/stories260K/stories260K.bin');
  * const student = buildStudent(teacher, makePlan('manual', [{ anchor: 1, shared: [2] }]));
  * saveModel('out/student', student, checkpoint.tokenizerPath);
- * const again = loadModel('out/student').model; // a SharedLlamaModel
+ * loadModel('out/student').model.plan; // the same plan
  * ```
  */
-import { LlamaModel, llamaWeightsFromParams } from '../models/llama.js';
-import { SharedLlamaModel } from '../models/shared-llama.js';
-import { validatePlan, type SharingPlan } from '../models/sharing-plan.js';
-import { writeHfCheckpoint } from '../io/llama2c.js';
-import { PlanError } from '../models/sharing-plan.js';
-import { HeadSharedLlamaModel } from '../models/headshared-llama.js';
-import { combinationRefusal } from '../models/head-map.js';
-import { saveHeadSharedModel } from './headshare.js';
+import type { LlamaModel } from '../models/llama.js';
+import { type SharingPlan } from '../models/sharing-plan.js';
+import { withPlan } from '../models/surgery.js';
+import { PlanError } from '../errors.js';
 
 /**
  * A student that inherits every remaining weight of `teacher` (EchoAtt), usable at once without training
- * (Shared Attention). Sharing an existing student again is refused: build from the original teacher.
+ * (Shared Attention). The teacher may be head-shared (layers the head map names cannot echo); sharing an existing
+ * layer-wise student again is refused: build from the original teacher.
  */
-export function buildStudent(teacher: LlamaModel, plan: SharingPlan): SharedLlamaModel {
-  if (teacher instanceof SharedLlamaModel) {
-    throw new PlanError('buildStudent', 'the model is already a shared-attention student; build from its teacher instead');
-  }
-  if (teacher instanceof HeadSharedLlamaModel) throw new PlanError('buildStudent', combinationRefusal());
-  validatePlan(plan, teacher.config.numLayers);
-  return SharedLlamaModel.fromTeacher(teacher, plan);
-}
-
-/**
- * Save any model (teacher, layer-shared or head-shared student) in the Hugging Face layout: model.safetensors (f32) + config.json (with the plan
- * under `echoatt_sharing`, or the head map under `echoatt_head_sharing`) + tokenizer, written atomically, config last.
- */
-export function saveModel(dir: string, model: LlamaModel, tokenizerPath?: string): void {
-  if (model instanceof HeadSharedLlamaModel) return saveHeadSharedModel(dir, model, tokenizerPath);
-  writeHfCheckpoint(dir, model.config, llamaWeightsFromParams(model.config, model.params), tokenizerPath);
+export function buildStudent(teacher: LlamaModel, plan: SharingPlan): LlamaModel {
+  if (teacher.plan) throw new PlanError('buildStudent', 'the model is already a shared-attention student; build from its teacher instead');
+  return withPlan(teacher, plan);
 }

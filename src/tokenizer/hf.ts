@@ -4,9 +4,9 @@
  */
 import path from 'node:path';
 import { Tokenizer as HfLib } from '@huggingface/tokenizers';
-import { FormatError } from '../io/errors.js';
 import { isFile, isPlainObject, readJsonFile } from '../io/fsutil.js';
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
+import { FormatError } from '../errors.js';
 
 type PieceMode = 'sentencepiece' | 'bytelevel' | 'generic';
 

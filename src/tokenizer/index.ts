@@ -2,11 +2,11 @@
  * Tokenizer loading by file type.
  */
 import path from 'node:path';
-import { IoError } from '../io/errors.js';
 import { isDirectory, isFile } from '../io/fsutil.js';
 import { loadHfTokenizer } from './hf.js';
 import { loadLlama2cTokenizer } from './llama2c.js';
 import type { Tokenizer } from './tokenizer.js';
+import { IoError } from '../errors.js';
 
 export type { Tokenizer, EncodeOptions } from './tokenizer.js';
 export { Llama2cTokenizer, loadLlama2cTokenizer } from './llama2c.js';

@@ -3,8 +3,8 @@
  * float32 score, int32 byte length, bytes. Encoding and streaming decode reproduce run.c exactly.
  */
 import fs from 'node:fs';
-import { FormatError, IoError } from '../io/errors.js';
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
+import { FormatError, IoError } from '../errors.js';
 
 const BOS = 1;
 const EOS = 2;

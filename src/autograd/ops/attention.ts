@@ -9,6 +9,7 @@
  *   anchor's attention backward.
  */
 import { accumulate, defineOp, Var } from '../tape.js';
+import { gatherHeads as gatherHeadsKernel } from '../../nn/attention.js';
 
 export type AttentionShape = {
   batch: number;
@@ -88,5 +89,29 @@ export const probsTimesV = defineOp<ProbsTimesVArgs, Var, PvSaved>({
     be.probsTimesVBackward({ probs: s.probs.data, v: s.v.data, dout, dProbs, dv, batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d });
     accumulate(be, s.probs, dProbs, true);
     accumulate(be, s.v, dv, true);
+  },
+});
+
+export type GatherHeadsArgs = {
+  probs: Var; // (B, H, T, S)
+  heads: Int32Array; // output head h = input head heads[h]
+  batch: number;
+  /** Elements per head: T·S. */
+  rows: number;
+};
+
+/**
+ * Head-aligned sharing: reorder (and repeat) the anchor's probability heads for a shared layer. The backward
+ * scatter-adds each output head's gradient into the anchor head it came from.
+ */
+export const gatherHeads = defineOp<GatherHeadsArgs, Var, GatherHeadsArgs & { y: Var }>({
+  name: 'gatherHeads',
+  forward(_be, a) {
+    const y = new Var(gatherHeadsKernel(a.probs.data, a.heads, a.batch, a.rows));
+    return { out: y, saved: { ...a, y } };
+  },
+  backward(be, s) {
+    if (!s.y.grad || !s.probs.requiresGrad) return;
+    accumulate(be, s.probs, gatherHeadsKernel(s.y.grad, s.heads, s.batch, s.rows, new Float32Array(s.probs.data.length), true), true);
   },
 });

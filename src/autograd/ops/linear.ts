@@ -3,7 +3,7 @@
  * gradient: `dx += dy · W`, `dW += dyᵀ · x`, `db += Σ_rows dy`, all as GEMMs on the backend (accumulating with
  * `beta = 1`, so no temporaries).
  */
-import { linear as linearKernel } from '../../nn/layers.js';
+import { linear as linearKernel, linearRuns as linearRunsKernel } from '../../nn/layers.js';
 import { defineOp, Var } from '../tape.js';
 
 export type LinearArgs = {
@@ -37,6 +37,57 @@ export const linear = defineOp<LinearArgs, Var, Saved>({
     if (s.b?.requiresGrad) {
       const ones = new Float32Array(rows).fill(1);
       be.gemm({ m: 1, n: outDim, k: rows, a: ones, b: dy, c: s.b.gradBuffer(), beta: 1 });
+    }
+  },
+});
+
+/** One block of {@link linearRuns}: a view `(n, k)` of `w` from `wOff` with row stride `ldw` (see `nn/layers.ts` LinearRun). */
+export type LinearRunVar = {
+  w: Var;
+  wOff: number;
+  ldw: number;
+  xOff: number;
+  k: number;
+  yOff: number;
+  n: number;
+  b?: Var;
+  bOff?: number;
+};
+
+export type LinearRunsArgs = {
+  x: Var; // (rows, xCols)
+  runs: readonly LinearRunVar[];
+  rows: number;
+  xCols: number;
+  outDim: number;
+};
+
+/**
+ * `y = Σ_runs` of block products over views of other layers' weights (a head-shared layer's projections). Backward
+ * per run: `dx[:, xOff:] += dy[:, yOff:] · W_view`, `dW_view += dy[:, yOff:]ᵀ · x[:, xOff:]`, `db_view += Σ dy`.
+ */
+export const linearRuns = defineOp<LinearRunsArgs, Var, LinearRunsArgs & { y: Var }>({
+  name: 'linearRuns',
+  forward(be, a) {
+    const runs = a.runs.map((r) => ({ ...r, w: r.w.data, bias: r.b?.data }));
+    const y = new Var(linearRunsKernel(be, a.x.data, runs, a.rows, a.xCols, a.outDim));
+    return { out: y, saved: { ...a, y } };
+  },
+  backward(be, s) {
+    const dy = s.y.grad;
+    if (!dy) return;
+    const { rows, xCols, outDim } = s;
+    for (const r of s.runs) {
+      if (s.x.requiresGrad) {
+        be.gemm({ m: rows, n: r.k, k: r.n, a: dy, aOff: r.yOff, lda: outDim, b: r.w.data, bOff: r.wOff, ldb: r.ldw, c: s.x.gradBuffer(), cOff: r.xOff, ldc: xCols, beta: 1 });
+      }
+      if (r.w.requiresGrad) {
+        be.gemm({ m: r.n, n: r.k, k: rows, transA: true, a: dy, aOff: r.yOff, lda: outDim, b: s.x.data, bOff: r.xOff, ldb: xCols, c: r.w.gradBuffer(), cOff: r.wOff, ldc: r.ldw, beta: 1 });
+      }
+      if (r.b?.requiresGrad) {
+        const ones = new Float32Array(rows).fill(1);
+        be.gemm({ m: 1, n: r.n, k: rows, a: ones, b: dy, bOff: r.yOff, ldb: outDim, c: r.b.gradBuffer(), cOff: r.bOff ?? 0, beta: 1 });
+      }
     }
   },
 });

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FormatError, IoError } from '../../io/errors.js';
+import { FormatError, IoError } from '../../errors.js';
 
 /** Read a text file (UTF-8) or throw an {@link IoError} naming it. */
 export function readText(file: string): string {

@@ -1,10 +1,11 @@
 /**
- * Training data for distillation: token sequences of `seqLen + 1` tokens (inputs are the first `seqLen`, labels the
+ * Training data: token sequences of `seqLen + 1` tokens (inputs are the first `seqLen`, labels the
  * last `seqLen`), packed from documents in order, each document starting with BOS.
  *
  * Sources:
  * - text: a `.txt` file (one document), a folder of `.txt` files, a `.jsonl` field or a `.parquet` column (one
- *   document per row; read with the analysis module's reader, which uses `hyparquet` for parquet);
+ *   document per row; read through `io/corpus.ts`, which uses `hyparquet` for parquet), or `.jsonl` files of token
+ *   ids (`{"ids": [...]}` lines, e.g. teacher samples of an earlier run);
  * - teacher samples: N sequences sampled from the teacher from BOS (EchoAtt's first stage trains on the teacher's
  *   pseudo-labels), stored as `{"ids": [...], "text": "..."}` lines so that a resumed run reuses exactly the same data.
  *
@@ -12,13 +13,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { readDocuments, resolveCalibrationSource, describeSource } from '../analysis/calibration.js';
+import { readDocuments, resolveCorpusSource, describeSource } from '../io/corpus.js';
 import { generate } from '../models/generate.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { FormatError, IoError } from '../io/errors.js';
 import { writeAtomic, writeAll } from '../io/fsutil.js';
-import { OptionError } from '../errors.js';
+import { OptionError, FormatError, IoError } from '../errors.js';
 
 export interface TokenDataset {
   /** Each `Int32Array(seqLen + 1)`. */
@@ -76,7 +76,7 @@ export async function textSequences(
   let total = 0;
   const descs: string[] = [];
   outer: for (const p of paths) {
-    const source = resolveCalibrationSource(p, opts.field !== undefined && /\.(jsonl|ndjson|parquet)$/i.test(p) ? { field: opts.field } : {});
+    const source = resolveCorpusSource(p, opts.field !== undefined && /\.(jsonl|ndjson|parquet)$/i.test(p) ? { field: opts.field } : {});
     descs.push(describeSource(source));
     for await (const text of readDocuments(source)) {
       const ids = tokenizer.encode(text, { bos: true });
@@ -158,5 +158,35 @@ export function readSamples(file: string): number[][] {
 export function checkVocab(ds: TokenDataset, vocab: number, what: string): void {
   for (const s of ds.sequences) for (let i = 0; i < s.length; i++) {
     if (s[i] < 0 || s[i] >= vocab) throw new OptionError(what, `token id ${s[i]} is outside the model's vocabulary of ${vocab}`);
+  }
+}
+
+/** Text files, folders and ids-jsonl files (used as they are) into one dataset, in the order given. */
+export async function loadData(tokenizer: Tokenizer, paths: readonly string[], o: { seqLen: number; field?: string; maxTokens: number }): Promise<TokenDataset> {
+  const idFiles = paths.filter(isIdsJsonl);
+  const textFiles = paths.filter((p) => !isIdsJsonl(p));
+  const parts: TokenDataset[] = [];
+  if (textFiles.length) parts.push(await textSequences(tokenizer, textFiles, o));
+  for (const f of idFiles) {
+    const seqs = packDocuments(readSamples(f), o.seqLen, o.maxTokens);
+    parts.push({ sequences: seqs, description: `ids:${f}`, fingerprint: fingerprint(seqs) });
+  }
+  return joinDatasets(parts);
+}
+
+/** Several datasets as one (sequences in order; descriptions and fingerprints joined). */
+export function joinDatasets(parts: readonly TokenDataset[]): TokenDataset {
+  return { sequences: parts.flatMap((p) => p.sequences), description: parts.map((p) => p.description).join(' + '), fingerprint: parts.map((p) => p.fingerprint).join('+') };
+}
+
+function isIdsJsonl(p: string): boolean {
+  if (!/\.jsonl$/i.test(p) || !fs.existsSync(p)) return false;
+  const fd = fs.openSync(p, 'r');
+  try {
+    const buf = Buffer.alloc(256);
+    const n = fs.readSync(fd, buf, 0, 256, 0);
+    return /^\s*\{\s*"ids"\s*:/.test(buf.subarray(0, n).toString('utf8'));
+  } finally {
+    fs.closeSync(fd);
   }
 }

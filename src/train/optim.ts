@@ -1,6 +1,6 @@
 /**
- * Optimisation: AdamW with decoupled weight decay (Loshchilov & Hutter; PyTorch's `AdamW` update), a linear-warmup +
- * cosine learning-rate schedule, and global gradient-norm clipping. State is plain Float32Arrays so checkpoints
+ * Optimisation: AdamW with decoupled weight decay (Loshchilov & Hutter; PyTorch's `AdamW` update) and global
+ * gradient-norm clipping (the schedule is in `schedule.ts`). State is plain Float32Arrays so checkpoints
  * can store it exactly.
  */
 import type { Param } from '../autograd/tape.js';
@@ -62,14 +62,6 @@ export class AdamW {
   zeroGrad(): void {
     for (const p of this.params) p.grad?.fill(0);
   }
-}
-
-/** Learning rate at `step` (1-based): linear warmup over `warmup` steps, then cosine from `lr` down to `minLr` at `total`. */
-export function lrAt(step: number, total: number, lr: number, minLr: number, warmup: number): number {
-  if (warmup > 0 && step <= warmup) return (lr * step) / warmup;
-  const span = Math.max(1, total - warmup);
-  const progress = Math.min(1, Math.max(0, (step - warmup) / span));
-  return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * progress));
 }
 
 /** Scale all gradients so their global L2 norm is at most `maxNorm` (≤ 0: no clipping). Returns the norm before clipping. */

@@ -6,14 +6,16 @@
  */
 import fs from 'node:fs';
 import { openSafetensors, writeSafetensors, toF32, type TensorData } from '../io/safetensors.js';
-import { EchoattError } from '../errors.js';
+import { EchoattError, CheckpointStateError } from '../errors.js';
 import type { Param } from '../autograd/tape.js';
 import type { AdamW } from './optim.js';
 
-export const CHECKPOINT_FORMAT = 'echoatt-distill-checkpoint';
+export const CHECKPOINT_FORMAT = 'echoatt-train-checkpoint';
+/** Written by echoatt before the training loop was shared by every method; read as the same layout. */
+const OLD_FORMAT = 'echoatt-distill-checkpoint';
 
 export interface TrainState {
-  format: typeof CHECKPOINT_FORMAT;
+  format: typeof CHECKPOINT_FORMAT | typeof OLD_FORMAT;
   version: 1;
   /** Optimizer steps completed. */
   step: number;
@@ -31,15 +33,8 @@ export interface TrainState {
   trainMs: number;
   /** Options that must not change across a resume, and the data fingerprint. */
   fingerprint: Record<string, unknown>;
-  /** Evaluation before training (kept so the final summary can compare). */
+  /** What the method keeps across a resume besides the loop's state (distillation: its evaluation before training). */
   evalBefore?: unknown;
-}
-
-/** A checkpoint file is missing, malformed, or from a different run. */
-export class CheckpointStateError extends EchoattError {
-  constructor(file: string, message: string) {
-    super('E_CHECKPOINT', `${file}: ${message}`);
-  }
 }
 
 export function saveCheckpoint(file: string, params: readonly Param[], opt: AdamW, state: TrainState): void {
@@ -64,14 +59,14 @@ export function readCheckpointState(file: string): TrainState | null {
 }
 
 function parseState(file: string, raw: string | undefined): TrainState {
-  if (raw === undefined) throw new CheckpointStateError(file, 'no training state in the header metadata (not a distill checkpoint)');
+  if (raw === undefined) throw new CheckpointStateError(file, 'no training state in the header metadata (not an echoatt training checkpoint)');
   let s: TrainState;
   try {
     s = JSON.parse(raw) as TrainState;
   } catch {
     throw new CheckpointStateError(file, 'training state is not valid JSON');
   }
-  if (s.format !== CHECKPOINT_FORMAT || s.version !== 1) throw new CheckpointStateError(file, `not an ${CHECKPOINT_FORMAT} v1 file`);
+  if ((s.format !== CHECKPOINT_FORMAT && s.format !== OLD_FORMAT) || s.version !== 1) throw new CheckpointStateError(file, `not an ${CHECKPOINT_FORMAT} v1 file`);
   for (const k of ['step', 'adamT', 'epoch', 'cursor', 'rng', 'epochRng', 'tokens', 'trainMs'] as const) {
     if (typeof s[k] !== 'number' || !Number.isFinite(s[k])) throw new CheckpointStateError(file, `state field '${k}' is missing or not a number`);
   }

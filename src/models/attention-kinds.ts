@@ -1,0 +1,112 @@
+/**
+ * Per-layer attention kinds: the closed set of ways a decoder layer computes its attention, derived once from a
+ * config's sharing description (a layer-wise plan and/or a head map) and stored on the resolved config.
+ *
+ * - `own`: q/k/v/o projections in the layer's own tensors (an ordinary Llama layer; also an anchor).
+ * - `echo`: the layer reuses an anchor layer's post-softmax probabilities (EchoAtt / Shared Attention): it has no
+ *   q/k projections and keeps only a V cache; query head `h` reads the anchor's head `heads[h]` (identity when null).
+ * - `headShared`: the layer computes its own attention, but some of its K/V groups take their q/k/v rows and o_proj
+ *   columns from a group stored in an earlier layer (DirectShare / PostShare); its own tensors hold only its own
+ *   groups. `qRuns` / `kvRuns` say where every head's weights live, as runs of consecutive heads.
+ *
+ * One model can mix all three: a plan that echoes some layers combined with a head map over the others.
+ *
+ * @example
+ * ```ts
+ * const kinds = layerAttention(cfg, { plan, headMap: null }, 'config.json');
+ * kinds[3]; // { kind: 'echo', anchor: 1, heads: null }
+ * ```
+ */
+import { HeadMapError } from '../errors.js';
+import { anchorMap, planHeads, validatePlan, type SharingPlan } from './sharing-plan.js';
+import { headLayout, validateHeadMap, type HeadMap, type HeadMapDims } from './head-map.js';
+
+/** Heads `[h0, h0+count)` of a layer whose weights are consecutive row blocks `[block, block+count)` of `srcLayer`'s compact tensor. */
+export interface Run {
+  readonly h0: number;
+  readonly count: number;
+  readonly srcLayer: number;
+  readonly block: number;
+}
+
+export type LayerAttention =
+  | { readonly kind: 'own' }
+  | { readonly kind: 'echo'; readonly anchor: number; readonly heads: Int32Array | null }
+  | { readonly kind: 'headShared'; readonly ownGroups: number; readonly qRuns: readonly Run[]; readonly kvRuns: readonly Run[] };
+
+/** How a model shares: the layer-wise plan and the head map as recorded in config.json (either may be null). */
+export interface ModelSharing {
+  readonly plan: SharingPlan | null;
+  readonly headMap: HeadMap | null;
+}
+
+export const NO_SHARING: ModelSharing = Object.freeze({ plan: null, headMap: null });
+
+/** Group per-head sources `[layer, block]` into runs of consecutive heads stored consecutively in one layer. */
+function runs(src: readonly (readonly [number, number])[]): Run[] {
+  const out: Run[] = [];
+  src.forEach(([srcLayer, block], h) => {
+    const last = out[out.length - 1];
+    if (last && last.srcLayer === srcLayer && last.block + last.count === block && last.h0 + last.count === h) {
+      out[out.length - 1] = { ...last, count: last.count + 1 };
+    } else out.push({ h0: h, count: 1, srcLayer, block });
+  });
+  return out.map((r) => Object.freeze(r));
+}
+
+/**
+ * Validate a sharing description against the model's dimensions and derive every layer's attention kind.
+ * Throws `PlanError` / `HeadMapError` naming `where`.
+ */
+export function layerAttention(dims: HeadMapDims, sharing: ModelSharing, where: string): readonly LayerAttention[] {
+  const { plan, headMap } = sharing;
+  const L = dims.numLayers;
+  if (plan) validatePlan(plan, dims, `${where} (echoatt_sharing)`);
+  if (headMap) validateHeadMap(headMap, dims, `${where} (echoatt_head_sharing)`);
+  const anchorOf = plan ? anchorMap(plan, L) : new Int32Array(L).fill(-1);
+  if (headMap) refuseEchoInHeadMap(headMap, anchorOf, `${where} (echoatt_head_sharing)`);
+  const layout = headMap ? headLayout(dims, headMap) : null;
+  const U = dims.numKvHeads;
+  const kinds = Array.from({ length: L }, (_, l): LayerAttention => {
+    if (anchorOf[l] >= 0) {
+      const heads = plan ? planHeads(plan, l) : null;
+      return Object.freeze({ kind: 'echo', anchor: anchorOf[l], heads: heads ? Int32Array.from(heads) : null });
+    }
+    if (layout && layout.ownGroups[l].length !== U) {
+      return Object.freeze({ kind: 'headShared', ownGroups: layout.ownGroups[l].length, qRuns: runs(layout.qSrc[l]), kvRuns: runs(layout.kvSrc[l]) });
+    }
+    return OWN;
+  });
+  return Object.freeze(kinds);
+}
+
+const OWN: LayerAttention = Object.freeze({ kind: 'own' });
+
+/** A head map may only name layers that compute their own attention (an echo layer has no q/k to share). */
+function refuseEchoInHeadMap(map: HeadMap, anchorOf: Int32Array, where: string): void {
+  const problems: string[] = [];
+  map.shared.forEach((e, i) => {
+    for (const l of [e.layer, e.source_layer]) {
+      if (anchorOf[l] >= 0) {
+        problems.push(`shared[${i}] names layer ${l}, which echoes layer ${anchorOf[l]}'s attention (echoatt_sharing) and has no q/k projections to share`);
+      }
+    }
+  });
+  if (problems.length) {
+    throw new HeadMapError(where, `${problems.join('; ')}; head-wise sharing can only name layers that compute their own attention`);
+  }
+}
+
+/** Layers that echo an anchor, ascending. */
+export function echoLayers(kinds: readonly LayerAttention[]): number[] {
+  return kinds.flatMap((k, l) => (k.kind === 'echo' ? [l] : []));
+}
+
+/** For each anchor, the last layer that reads its probabilities (after which they can be dropped). */
+export function anchorLastUse(kinds: readonly LayerAttention[]): Map<number, number> {
+  const last = new Map<number, number>();
+  kinds.forEach((k, l) => {
+    if (k.kind === 'echo') last.set(k.anchor, Math.max(last.get(k.anchor) ?? -1, l));
+  });
+  return last;
+}

@@ -1,0 +1,153 @@
+/**
+ * {@link DecoderOps} over plain arrays: the inference implementation of the decoder. Layers write their new K/V rows
+ * into the cache and attend over everything cached; echo layers keep a V cache only. The residual stream is updated
+ * in place and both norms of a layer share one scratch buffer (valid until the next norm), so a step allocates only
+ * what the kernels produce.
+ */
+import type { Backend } from '../backend/backend.js';
+import type { LlamaConfig } from './config.js';
+import type { KVCache } from './kvcache.js';
+import type { RopeTables } from './rope.js';
+import type { LlamaParams } from './params.js';
+import type { BiasKey, DecoderOps, MatrixKey } from './decoder.js';
+import type { Run } from './attention-kinds.js';
+import type { LayerKey } from './tensor-spec.js';
+import { linear, linearRuns, type LinearRun } from '../nn/layers.js';
+import { attention, gatherHeads, probsTimesV } from '../nn/attention.js';
+import { requireF32, weightRowsF32, type Weight } from '../tensor/weight.js';
+import { ShapeError } from '../errors.js';
+
+/** Per-layer post-softmax attention probabilities, handed to a hook as soon as they are computed. */
+export type AttentionProbsHook = (layer: number, probs: Float32Array /* (B, H, T, S) */, shape: { batch: number; tq: number; s: number }) => void;
+
+export interface InferenceModel {
+  readonly config: Readonly<LlamaConfig>;
+  readonly params: LlamaParams;
+  readonly backend: Backend;
+  readonly rope: RopeTables;
+}
+
+export interface InferenceStep {
+  batch: number;
+  /** Tokens per sequence in this step. */
+  t: number;
+  /** Position of every token `(B·T)`. */
+  pos: Int32Array;
+  cache?: KVCache;
+  onAttentionProbs?: AttentionProbsHook;
+  probsLayers?: ReadonlySet<number>;
+}
+
+export class InferenceOps implements DecoderOps<Float32Array> {
+  private readonly n: number;
+  private scratch: Float32Array | null = null;
+
+  constructor(private readonly m: InferenceModel, private readonly st: InferenceStep) {
+    this.n = st.batch * st.t;
+  }
+
+  private w(l: number, key: LayerKey): Weight {
+    const a = this.m.params.layers[l][key];
+    if (!a) throw new ShapeError('forward', `layer ${l} has no ${key} (its attention kind is ${this.m.config.attention[l].kind})`);
+    return a;
+  }
+
+  embed(ids: Int32Array): Float32Array {
+    const c = this.m.config;
+    const x = new Float32Array(ids.length * c.hiddenSize); // (N, dim)
+    const table = this.m.params.embed;
+    if (table instanceof Float32Array) {
+      this.m.backend.embedding(table, ids, x, c.vocabSize, c.hiddenSize);
+      return x;
+    }
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) throw new ShapeError('embedding', `token id ${id} at position ${t} is outside [0, ${c.vocabSize})`);
+      x.set(weightRowsF32(table, c.hiddenSize, id, id + 1), t * c.hiddenSize);
+    }
+    return x;
+  }
+
+  rmsnorm(x: Float32Array, l: number, key: 'inputNorm' | 'postNorm'): Float32Array {
+    const c = this.m.config;
+    const out = (this.scratch ??= new Float32Array(this.n * c.hiddenSize));
+    this.m.backend.rmsnorm(x, this.w(l, key) as Float32Array, out, this.n, c.hiddenSize, c.rmsNormEps);
+    return out;
+  }
+
+  linear(x: Float32Array, l: number, key: MatrixKey, bias: BiasKey | null, inDim: number, outDim: number): Float32Array {
+    const b = bias ? this.m.params.layers[l][bias] : undefined;
+    return linear(this.m.backend, x, this.w(l, key), b, this.n, inDim, outDim);
+  }
+
+  projectRuns(x: Float32Array, runs: readonly Run[], key: 'wq' | 'wk' | 'wv', bias: BiasKey | null, heads: number): Float32Array {
+    const { hiddenSize: dim, headDim: D } = this.m.config;
+    const lr = runs.map((r): LinearRun => {
+      const src = this.m.params.layers[r.srcLayer];
+      return {
+        w: requireF32(this.w(r.srcLayer, key), 'head-shared model'), wOff: r.block * D * dim, ldw: dim, xOff: 0, k: dim,
+        yOff: r.h0 * D, n: r.count * D, bias: bias ? src[bias] : undefined, bOff: r.block * D,
+      };
+    });
+    return linearRuns(this.m.backend, x, lr, this.n, dim, heads * D);
+  }
+
+  outRuns(att: Float32Array, runs: readonly Run[]): Float32Array {
+    const { hiddenSize: dim, numHeads: H, headDim: D } = this.m.config;
+    const lr = runs.map((r): LinearRun => {
+      const wo = requireF32(this.w(r.srcLayer, 'wo'), 'head-shared model');
+      // The storing layer's compact o_proj is (dim, own·G·D): a column block per run.
+      return { w: wo, wOff: r.block * D, ldw: wo.length / dim, xOff: r.h0 * D, k: r.count * D, yOff: 0, n: dim };
+    });
+    return linearRuns(this.m.backend, att, lr, this.n, H * D, dim);
+  }
+
+  rope(x: Float32Array, heads: number): Float32Array {
+    const c = this.m.config;
+    this.m.backend.rope(x, this.n, heads, c.headDim, this.st.pos, this.m.rope.cos, this.m.rope.sin, c.ropeStyle);
+    return x;
+  }
+
+  private wantsHook(l: number): boolean {
+    return this.st.onAttentionProbs !== undefined && (this.st.probsLayers?.has(l) ?? true);
+  }
+
+  attend(l: number, q: Float32Array, k: Float32Array, v: Float32Array, keepProbs: boolean): { out: Float32Array; probs: Float32Array | null } {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
+    const { batch, t, cache } = this.st;
+    const kv = cache ? cache.update(l, k, v, t) : { k, v, s: t, qPos0: 0, batchStride: undefined };
+    const hook = this.wantsHook(l);
+    const out = new Float32Array(this.n * H * D); // (B, T, H, D)
+    const probs = keepProbs || hook ? new Float32Array(batch * H * t * kv.s) : undefined; // (B, H, T, S)
+    attention(this.m.backend, {
+      q, k: kv.k as Float32Array, v: kv.v, out, probs, batch, tq: t, s: kv.s, nHeads: H, nKvHeads: Hkv, headDim: D,
+      qPos0: kv.qPos0, scale: 1 / Math.sqrt(D), kvBatchStride: kv.batchStride,
+    });
+    if (hook && probs) this.st.onAttentionProbs!(l, probs, { batch, tq: t, s: kv.s });
+    return { out, probs: keepProbs && probs ? probs : null };
+  }
+
+  echo(l: number, probs: Float32Array, v: Float32Array, heads: Int32Array | null): Float32Array {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
+    const { batch, t, cache } = this.st;
+    const kv = cache ? cache.update(l, null, v, t) : { v, s: t, batchStride: undefined };
+    const out = new Float32Array(this.n * H * D); // (B, T, H, D)
+    probsTimesV(this.m.backend, { probs, v: kv.v, out, batch, tq: t, s: kv.s, nHeads: H, nKvHeads: Hkv, headDim: D, kvBatchStride: kv.batchStride }, kv.s - t, heads);
+    if (this.wantsHook(l)) this.st.onAttentionProbs!(l, heads ? gatherHeads(probs, heads, batch, t * kv.s) : probs, { batch, tq: t, s: kv.s });
+    return out;
+  }
+
+  add(x: Float32Array, y: Float32Array): Float32Array {
+    this.m.backend.add(x, y, x, x.length);
+    return x;
+  }
+
+  siluMul(gate: Float32Array, up: Float32Array): Float32Array {
+    this.m.backend.siluMul(gate, up, gate, gate.length);
+    return gate;
+  }
+
+  keep(x: Float32Array): Float32Array {
+    return x.slice();
+  }
+}
