@@ -45,12 +45,8 @@ struct Job {
 class Pool {
  public:
   Pool() {
-    int n = (int)std::thread::hardware_concurrency();
-    if (const char* env = getenv("ECHOATT_THREADS")) {
-      const int v = atoi(env);
-      if (v > 0) n = v;
-    }
-    start(clamp(n));
+    // ECHOATT_THREADS is validated and applied by the TypeScript side (src/backend/threads.ts), not parsed here.
+    start(clamp((int)std::thread::hardware_concurrency()));
   }
   ~Pool() { stop(); }
 

@@ -18,6 +18,7 @@
  * queries `(B, Tq, H, D)`, keys/values `(B, S, Hkv, D)`, with `H % Hkv === 0` (grouped-query attention:
  * query head `h` reads key/value head `floor(h / (H / Hkv))`). Probability matrices are head-major `(B, H, Tq, S)`.
  */
+import type { HalfDType } from '../tensor/dtype.js';
 export interface Backend {
   /** Short name, e.g. `'reference'` or `'native'`. */
   readonly name: string;
@@ -148,9 +149,8 @@ export interface Backend {
 }
 
 export type RopeStyle = 'interleaved' | 'half';
+export type { HalfDType };
 
-/** Half-precision storage formats of weights. */
-export type HalfDType = 'f16' | 'bf16';
 
 export interface GemmParams {
   m: number;

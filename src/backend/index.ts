@@ -7,13 +7,15 @@
  * const be = getBackend();            // native if the addon loaded, else reference (with one stderr notice)
  * const ref = getBackend('reference'); // the plain-TypeScript oracle
  * ```
- * `ECHOATT_BACKEND=reference|native` picks the default; `ECHOATT_THREADS=N` sets the native thread count.
+ * `ECHOATT_BACKEND=reference|native` picks the default; `ECHOATT_THREADS=N` sets the native thread count (validated in
+ * `threads.ts`; a bad value is an error, not ignored).
  */
 import type { Backend } from './backend.js';
 import { ReferenceBackend } from './reference.js';
 import { loadNativeBackend, nativeLoadError } from './native.js';
 import { checkedBackend } from './validate.js';
 import { OptionError } from '../errors.js';
+import { envThreads } from './threads.js';
 
 export type BackendName = 'reference' | 'native';
 export type { Backend } from './backend.js';
@@ -43,6 +45,8 @@ export function getBackend(name?: BackendName): Backend {
       const nb = loadNativeBackend();
       if (!nb) throw new OptionError('backend', `native backend unavailable: ${nativeLoadError() ?? 'unknown reason'}`);
       be = checkedBackend(nb);
+      const threads = envThreads();
+      if (threads !== undefined) be.setThreads(threads);
     } else {
       be = checkedBackend(new ReferenceBackend());
     }

@@ -18,6 +18,7 @@ import type {
   RopeStyle,
 } from './backend.js';
 import { ShapeError } from '../errors.js';
+import { checkThreads } from './threads.js';
 
 type F32 = Float32Array;
 type I32 = Int32Array;
@@ -103,7 +104,7 @@ export class NativeBackend implements Backend {
   }
 
   setThreads(n: number): void {
-    this.#addon.setThreads(Math.max(1, Math.floor(n)));
+    this.#addon.setThreads(checkThreads(n, 'setThreads'));
   }
 
   gemm(p: GemmParams): void {

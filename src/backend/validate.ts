@@ -13,6 +13,7 @@ import type {
   RopeStyle,
 } from './backend.js';
 import { DTypeError, ShapeError } from '../errors.js';
+import { checkThreads } from './threads.js';
 
 type Arr = Float32Array | Int32Array;
 
@@ -103,7 +104,7 @@ function checkAttentionShape(op: string, p: {
  * except for token ids and targets (checked once, so a native kernel never indexes out of range).
  */
 export function checkedBackend(inner: Backend): Backend {
-  const b: Backend = {
+  return {
     get name() {
       return inner.name;
     },
@@ -111,9 +112,18 @@ export function checkedBackend(inner: Backend): Backend {
       return inner.threads;
     },
     setThreads(n: number) {
-      if (!Number.isInteger(n) || n < 1) throw new ShapeError('setThreads', `thread count must be a positive integer, got ${n}`);
-      inner.setThreads(n);
+      inner.setThreads(checkThreads(n, 'setThreads'));
     },
+    ...linearOps(inner),
+    ...attentionOps(inner),
+    ...softmaxOps(inner),
+    ...pointwiseOps(inner),
+  };
+}
+
+/** Checked matrix products, norms and RoPE. */
+function linearOps(inner: Backend): Pick<Backend, 'gemm' | 'matvec' | 'matmulHalf' | 'rmsnorm' | 'rmsnormBackward' | 'rope'> {
+  return {
     gemm(p) {
       checkGemm(p);
       inner.gemm(p);
@@ -174,7 +184,13 @@ export function checkedBackend(inner: Backend): Backend {
         }
       }
       inner.rope(x, nTok, nHeads, headDim, pos, cos, sin, style, inverse);
-    },
+    }
+  };
+}
+
+/** Checked attention kernels. */
+function attentionOps(inner: Backend): Pick<Backend, 'attention' | 'probsTimesV' | 'attentionBackward' | 'probsTimesVBackward'> {
+  return {
     attention(p: AttentionParams) {
       const op = 'attention';
       const shape = checkAttentionShape(op, p);
@@ -230,32 +246,13 @@ export function checkedBackend(inner: Backend): Backend {
       need(op, 'dProbs', f32(op, 'dProbs', p.dProbs), pn, shape);
       inner.probsTimesVBackward(p);
     },
-    softmax(x, out, rows, cols, causalOffset) {
-      const op = 'softmax';
-      dims(op, { rows, cols });
-      if (causalOffset !== undefined && !Number.isInteger(causalOffset)) {
-        throw new ShapeError(op, `causalOffset must be an integer, got ${causalOffset}`);
-      }
-      const shape = `(${rows}, ${cols})`;
-      need(op, 'x', f32(op, 'x', x), rows * cols, shape);
-      need(op, 'out', f32(op, 'out', out), rows * cols, shape);
-      inner.softmax(x, out, rows, cols, causalOffset);
-    },
-    softmaxBackward(p, dp, dx, rows, cols) {
-      const op = 'softmaxBackward';
-      dims(op, { rows, cols });
-      const shape = `(${rows}, ${cols})`;
-      for (const [nm, a] of [['p', p], ['dp', dp], ['dx', dx]] as const) need(op, nm, f32(op, nm, a), rows * cols, shape);
-      inner.softmaxBackward(p, dp, dx, rows, cols);
-    },
-    logSoftmax(x, out, rows, cols) {
-      const op = 'logSoftmax';
-      dims(op, { rows, cols });
-      const shape = `(${rows}, ${cols})`;
-      need(op, 'x', f32(op, 'x', x), rows * cols, shape);
-      need(op, 'out', f32(op, 'out', out), rows * cols, shape);
-      inner.logSoftmax(x, out, rows, cols);
-    },
+
+  };
+}
+
+/** Checked losses, elementwise ops and embeddings. */
+function pointwiseOps(inner: Backend): Pick<Backend, 'crossEntropy' | 'siluMul' | 'siluMulBackward' | 'add' | 'mul' | 'axpy' | 'embedding' | 'embeddingBackward'> {
+  return {
     crossEntropy(logits, targets, losses, rows, cols, dlogits, gradScale = 1, ignoreIndex = -100) {
       const op = 'crossEntropy';
       dims(op, { rows, cols });
@@ -319,9 +316,8 @@ export function checkedBackend(inner: Backend): Backend {
       need(op, 'dOut', f32(op, 'dOut', dOut), ids.length * dim, shape);
       checkIds(op, ids, vocab);
       inner.embeddingBackward(dOut, ids, dTable, vocab, dim);
-    },
+    }
   };
-  return b;
 }
 
 function elementwise(op: string, a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
@@ -334,4 +330,36 @@ function checkIds(op: string, ids: Int32Array, vocab: number): void {
     const id = ids[t];
     if (!(id >= 0 && id < vocab)) throw new ShapeError(op, `token id ${id} at position ${t} is outside [0, ${vocab})`);
   }
+}
+
+/** Checked softmax kernels. */
+function softmaxOps(inner: Backend): Pick<Backend, 'softmax' | 'softmaxBackward' | 'logSoftmax'> {
+  return {
+    softmax(x, out, rows, cols, causalOffset) {
+      const op = 'softmax';
+      dims(op, { rows, cols });
+      if (causalOffset !== undefined && !Number.isInteger(causalOffset)) {
+        throw new ShapeError(op, `causalOffset must be an integer, got ${causalOffset}`);
+      }
+      const shape = `(${rows}, ${cols})`;
+      need(op, 'x', f32(op, 'x', x), rows * cols, shape);
+      need(op, 'out', f32(op, 'out', out), rows * cols, shape);
+      inner.softmax(x, out, rows, cols, causalOffset);
+    },
+    softmaxBackward(p, dp, dx, rows, cols) {
+      const op = 'softmaxBackward';
+      dims(op, { rows, cols });
+      const shape = `(${rows}, ${cols})`;
+      for (const [nm, a] of [['p', p], ['dp', dp], ['dx', dx]] as const) need(op, nm, f32(op, nm, a), rows * cols, shape);
+      inner.softmaxBackward(p, dp, dx, rows, cols);
+    },
+    logSoftmax(x, out, rows, cols) {
+      const op = 'logSoftmax';
+      dims(op, { rows, cols });
+      const shape = `(${rows}, ${cols})`;
+      need(op, 'x', f32(op, 'x', x), rows * cols, shape);
+      need(op, 'out', f32(op, 'out', out), rows * cols, shape);
+      inner.logSoftmax(x, out, rows, cols);
+    }
+  };
 }

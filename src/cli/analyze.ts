@@ -11,7 +11,7 @@ import { DEFAULT_THRESHOLD, STRATEGIES, type BudgetResource } from '../analysis/
 import { fontInfo } from '../report/plot.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
-import { backendFromOptions, floatOption, intOption } from './options.js';
+import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
 import { ProgressBar } from './progress.js';
 
 interface AnalyzeFlags {
@@ -64,7 +64,7 @@ export function registerAnalyze(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .option('-q, --quiet', 'no progress bar')
     .option('--backend <name>', 'native | reference')
-    .option('--threads <n>', 'native threads', intOption('--threads', 1))
+    .option(...THREADS_FLAG)
     .action(async (f: AnalyzeFlags) => {
       if (!['flops', 'kcache', 'params'].includes(f.budgetResource)) {
         throw new OptionError('--budget-resource', `expected flops, kcache or params, got '${f.budgetResource}'`);

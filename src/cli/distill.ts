@@ -3,11 +3,11 @@
  * stderr; with `--json`, the result on stdout. Ctrl-C saves a checkpoint and exits (code 130); `--resume` continues.
  */
 import type { Command } from 'commander';
-import { distill, type DistillProgress, type TrainSelection } from '../distill/index.js';
+import { distill, type DistillProgress, type DistillResult, type TrainSelection } from '../distill/index.js';
 import { DEFAULT_LOSS } from '../distill/loss.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
-import { backendFromOptions, floatOption, intOption } from './options.js';
+import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
 import { ProgressBar } from './progress.js';
 
 interface DistillFlags {
@@ -69,8 +69,12 @@ function trainSelection(v: string): TrainSelection {
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 
 export function registerDistill(program: Command): void {
-  program
-    .command('distill')
+  distillOptions(program.command('distill')).action(runDistill);
+}
+
+/** The flags of `echoatt distill` (each parsed and checked as it is read). */
+function distillOptions(cmd: Command): Command {
+  return cmd
     .description('distill a shared-attention student from its teacher (CE + temperature KL + hidden-state MSE, AdamW)')
     .option('--teacher <path>', 'teacher: llama2.c .bin or Hugging Face directory', DEFAULT_MODEL)
     .option('--student <path>', 'student saved by `echoatt share` (Hugging Face directory)')
@@ -108,60 +112,70 @@ export function registerDistill(program: Command): void {
     .option('--eval-generate <N>', 'also evaluate on N held-out teacher samples', intOption('--eval-generate', 1))
     .option('--eval-max-seqs <N>', 'cap on sequences per eval set', intOption('--eval-max-seqs', 1), 64)
     .option('--backend <name>', 'native | reference')
-    .option('--threads <n>', 'native threads', intOption('--threads', 1))
+    .option(...THREADS_FLAG)
     .option('--no-plot', 'skip loss.svg / loss.png')
     .option('--json', 'print the result as JSON on stdout')
-    .option('--quiet', 'no progress output')
-    .action(async (f: DistillFlags) => {
-      const backend = backendFromOptions(f);
-      let bar: ProgressBar | undefined;
-      let genBar: ProgressBar | undefined;
-      const onProgress = (p: DistillProgress) => {
-        if (f.quiet) return;
-        if (p.phase === 'generate') {
-          genBar ??= new ProgressBar('teacher samples', p.total);
-          genBar.update(p.done);
-          if (p.done === p.total) genBar.finish();
-        } else if (p.phase === 'eval') {
-          process.stderr.write(`evaluating on ${p.what}\n`);
-        } else {
-          bar ??= new ProgressBar('distill', p.steps - p.startStep);
-          bar.update(p.step - p.startStep, `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} (CE ${p.ce.toFixed(3)}, KL ${p.kl.toFixed(4)}) ` +
-            `lr ${p.lr.toExponential(2)} ${Math.round(p.tokensPerSec)} tok/s`);
-        }
-      };
-      const res = await distill({
-        teacher: f.teacher, student: f.student, plan: f.plan, tokenizer: f.tokenizer, data: f.data, dataField: f.field,
-        generate: f.generate ? { count: f.generate, length: f.genLength, temperature: f.genTemperature, topP: f.genTopP } : undefined,
-        maxDataTokens: f.maxDataTokens, steps: f.steps, out: f.out, seqLen: f.seqLen, batch: f.batch, accum: f.accum,
-        lr: f.lr, minLr: f.minLr, warmup: f.warmup, weightDecay: f.weightDecay, clip: f.clip,
-        loss: { alpha: f.alpha, beta: f.beta, temperature: f.temperature, gamma: f.gamma }, hiddenLayers: f.hiddenLayers,
-        train: trainSelection(f.train), freezeEmbeddings: f.freezeEmbeddings, checkpointEvery: f.checkpointEvery,
-        resume: f.resume, seed: f.seed, teacherCache: f.teacherCache, eval: f.eval, evalGenerate: f.evalGenerate,
-        evalMaxSeqs: f.evalMaxSeqs, backend, plot: f.plot, handleSigint: true, onProgress,
-      });
-      if (res.interrupted) {
-        bar?.finish('interrupted');
-        process.stderr.write(res.step > 0
-          ? `interrupted at step ${res.step}/${res.steps}; checkpoint saved to ${res.checkpoint}; continue with --resume\n`
-          : 'interrupted before the first step; nothing to save\n');
-        if (f.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
-        process.exitCode = 130;
-        return;
-      }
-      bar?.finish(`loss ${res.lastLoss?.toFixed(4) ?? '-'}`);
-      if (f.json) {
-        process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
-        return;
-      }
-      const lines = [`student saved to ${res.studentDir} (${res.step} steps, ${res.trainableParams} trainable params, ${Math.round(res.tokensPerSec)} tok/s)`];
-      for (const a of res.evalAfter ?? []) {
-        const b = res.evalBefore?.find((x) => x.name === a.name);
-        const gap = b ? (b.student.loss - a.student.loss) / (b.student.loss - b.teacher.loss) : NaN;
-        lines.push(`  ${a.name}: teacher ${a.teacher.loss.toFixed(4)} | student before ${b ? b.student.loss.toFixed(4) : '-'} → after ${a.student.loss.toFixed(4)} ` +
-          `(ppl ${b ? b.student.perplexity.toFixed(2) : '-'} → ${a.student.perplexity.toFixed(2)}, teacher ${a.teacher.perplexity.toFixed(2)}; gap closed ${(100 * gap).toFixed(1)}%)`);
-      }
-      lines.push(`metrics: ${res.metricsFile}${res.plotFiles ? `; loss curve: ${res.plotFiles.svg}, ${res.plotFiles.png}` : ''}`);
-      process.stdout.write(`${lines.join('\n')}\n`);
-    });
+    .option('--quiet', 'no progress output');
+}
+
+/** Progress bars on stderr for the generate / eval / train phases. */
+function progressPrinter(quiet: boolean | undefined): { onProgress: (p: DistillProgress) => void; bar: () => ProgressBar | undefined } {
+  let bar: ProgressBar | undefined;
+  let genBar: ProgressBar | undefined;
+  const onProgress = (p: DistillProgress) => {
+    if (quiet) return;
+    if (p.phase === 'generate') {
+      genBar ??= new ProgressBar('teacher samples', p.total);
+      genBar.update(p.done);
+      if (p.done === p.total) genBar.finish();
+    } else if (p.phase === 'eval') {
+      process.stderr.write(`evaluating on ${p.what}\n`);
+    } else {
+      bar ??= new ProgressBar('distill', p.steps - p.startStep);
+      bar.update(p.step - p.startStep, `step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} (CE ${p.ce.toFixed(3)}, KL ${p.kl.toFixed(4)}) ` +
+        `lr ${p.lr.toExponential(2)} ${Math.round(p.tokensPerSec)} tok/s`);
+    }
+  };
+  return { onProgress, bar: () => bar };
+}
+
+async function runDistill(f: DistillFlags): Promise<void> {
+  const backend = backendFromOptions(f);
+  const { onProgress, bar: progressBar } = progressPrinter(f.quiet);
+  const res = await distill({
+    teacher: f.teacher, student: f.student, plan: f.plan, tokenizer: f.tokenizer, data: f.data, dataField: f.field,
+    generate: f.generate ? { count: f.generate, length: f.genLength, temperature: f.genTemperature, topP: f.genTopP } : undefined,
+    maxDataTokens: f.maxDataTokens, steps: f.steps, out: f.out, seqLen: f.seqLen, batch: f.batch, accum: f.accum,
+    lr: f.lr, minLr: f.minLr, warmup: f.warmup, weightDecay: f.weightDecay, clip: f.clip,
+    loss: { alpha: f.alpha, beta: f.beta, temperature: f.temperature, gamma: f.gamma }, hiddenLayers: f.hiddenLayers,
+    train: trainSelection(f.train), freezeEmbeddings: f.freezeEmbeddings, checkpointEvery: f.checkpointEvery,
+    resume: f.resume, seed: f.seed, teacherCache: f.teacherCache, eval: f.eval, evalGenerate: f.evalGenerate,
+    evalMaxSeqs: f.evalMaxSeqs, backend, plot: f.plot, handleSigint: true, onProgress,
+  });
+  const bar = progressBar();
+  if (res.interrupted) {
+    bar?.finish('interrupted');
+    process.stderr.write(res.step > 0
+      ? `interrupted at step ${res.step}/${res.steps}; checkpoint saved to ${res.checkpoint}; continue with --resume\n`
+      : 'interrupted before the first step; nothing to save\n');
+    if (f.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+    process.exitCode = 130;
+    return;
+  }
+  bar?.finish(`loss ${res.lastLoss?.toFixed(4) ?? '-'}`);
+  if (f.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+  else process.stdout.write(resultText(res));
+}
+
+/** The human-readable result: where the student is, and held-out losses before and after. */
+function resultText(res: DistillResult): string {
+  const lines = [`student saved to ${res.studentDir} (${res.step} steps, ${res.trainableParams} trainable params, ${Math.round(res.tokensPerSec)} tok/s)`];
+  for (const a of res.evalAfter ?? []) {
+    const b = res.evalBefore?.find((x) => x.name === a.name);
+    const gap = b ? (b.student.loss - a.student.loss) / (b.student.loss - b.teacher.loss) : NaN;
+    lines.push(`  ${a.name}: teacher ${a.teacher.loss.toFixed(4)} | student before ${b ? b.student.loss.toFixed(4) : '-'} → after ${a.student.loss.toFixed(4)} ` +
+      `(ppl ${b ? b.student.perplexity.toFixed(2) : '-'} → ${a.student.perplexity.toFixed(2)}, teacher ${a.teacher.perplexity.toFixed(2)}; gap closed ${(100 * gap).toFixed(1)}%)`);
+  }
+  lines.push(`metrics: ${res.metricsFile}${res.plotFiles ? `; loss curve: ${res.plotFiles.svg}, ${res.plotFiles.png}` : ''}`);
+  return `${lines.join('\n')}\n`;
 }

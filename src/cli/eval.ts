@@ -15,7 +15,7 @@ import type { EvalReport } from '../eval/evaluate.js';
 import { barChart, writeChart, writeFileAtomic, type Bar } from '../report/plot.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL, SHARED_DIR } from './defaults.js';
-import { backendFromOptions, intOption } from './options.js';
+import { backendFromOptions, intOption, THREADS_FLAG } from './options.js';
 import { ProgressBar } from './progress.js';
 
 interface EvalFlags {
@@ -135,7 +135,7 @@ export function registerEval(program: Command): void {
     .option('--json', 'print the JSON report on stdout instead of Markdown')
     .option('-q, --quiet', 'no progress on stderr')
     .option('--backend <name>', 'native | reference')
-    .option('--threads <n>', 'native threads', intOption('--threads', 1))
+    .option(...THREADS_FLAG)
     .action(async (f: EvalFlags) => {
       const backend = backendFromOptions(f);
       const models = f.model.length ? f.model : [DEFAULT_MODEL];

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadModel } from '../models/load.js';
 import { generate } from '../models/generate.js';
 import { DEFAULT_MODEL } from './defaults.js';
-import { backendFromOptions, floatOption, intOption } from './options.js';
+import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
 
 interface GenerateFlags {
   model: string;
@@ -31,7 +31,7 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', floatOption('--top-p', 0), 0.9)
     .option('-s, --seed <n>', 'random seed (default: time)', intOption('--seed'))
     .option('--backend <name>', 'native | reference')
-    .option('--threads <n>', 'native threads', intOption('--threads', 1))
+    .option(...THREADS_FLAG)
     .action((f: GenerateFlags) => {
       const backend = backendFromOptions(f);
       const t0 = performance.now();

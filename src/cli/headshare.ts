@@ -8,7 +8,7 @@ import { loadModel, saveModel } from '../models/load.js';
 import { directShare, formatHeadShareReport, HEAD_SHARE_SAVES_NOTE, HEAD_SHARE_STRATEGIES, validateHeadShareOptions, writeHeadShareFigures } from '../sharing/headshare.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
-import { backendFromOptions, floatOption, intOption } from './options.js';
+import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
 import { postShare, type PenaltyKind } from '../sharing/postshare.js';
 
 interface HeadshareFlags {
@@ -73,7 +73,7 @@ export function registerHeadshare(program: Command): void {
     .option('--checkpoint <file>', 'PostShare: training checkpoint (.safetensors), written every 50 steps and at the end')
     .option('--resume', 'PostShare: continue from --checkpoint')
     .option('--backend <name>', 'native | reference')
-    .option('--threads <n>', 'native threads', intOption('--threads', 1))
+    .option(...THREADS_FLAG)
     .action(async (f: HeadshareFlags) => {
       if (f.postTrain) {
         if (!f.data) throw new OptionError('--data', 'PostShare (--post-train) needs training text: pass --data PATH');

@@ -2,6 +2,10 @@
 import { OptionError } from '../errors.js';
 import { getBackend, type BackendName } from '../backend/index.js';
 import type { Backend } from '../backend/backend.js';
+import { parseThreads } from '../backend/threads.js';
+
+/** The `--threads` option, as every command that runs a model declares it. */
+export const THREADS_FLAG = ['--threads <n>', 'native threads (default: ECHOATT_THREADS, else all cores)', (v: string) => parseThreads(v, '--threads')] as const;
 
 export function intOption(flag: string, min = 0) {
   return (v: string): number => {

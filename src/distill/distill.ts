@@ -102,8 +102,10 @@ export async function distill(opts: DistillOptions): Promise<DistillResult> {
   const result: DistillResult = {
     outDir: files.out, studentDir: path.join(files.out, 'student'), checkpoint: files.checkpoint, metricsFile: files.metrics, step: state.step, steps: r.steps,
     interrupted: run.interrupted, resumedFrom: run.resumedFrom, lastLoss: run.lastLoss, tokensPerSec: run.tokensPerSec,
-    trainableParams: trainable.reduce((a, p) => a + p.data.length, 0), evalBefore, student,
-  };
+    trainableParams: trainable.reduce((a, p) => a + p.data.length, 0), evalBefore,
+  } as DistillResult;
+  // The model rides along without being enumerable, so JSON.stringify(result) stays a small summary.
+  Object.defineProperty(result, 'student', { value: student, enumerable: false });
   if (!run.interrupted) await finishRun(opts, r, m, files, run, result, fingerprint, data, runEval);
   return result;
 }

@@ -142,7 +142,7 @@ export interface DistillResult {
   trainableParams: number;
   evalBefore?: EvalSet[];
   evalAfter?: EvalSet[];
-  /** The trained student (also saved under `studentDir` when the run finished). */
+  /** The trained student (also saved under `studentDir` when the run finished); not enumerable, so JSON stays small. */
   student: LlamaModel;
 }
 

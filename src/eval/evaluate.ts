@@ -158,66 +158,17 @@ export async function evaluate(models: readonly ModelArg[], opts: EvaluateOption
   });
 
   const reports: ModelReport[] = [];
-  let backendName: string | null = null;
-  let threads: number | null = null;
+  let lastModel: LlamaModel | null = null;
   for (let mi = 0; mi < models.length; mi++) {
-    const arg = models[mi];
-    const name = names[mi];
     const t0 = performance.now();
-    let model: LlamaModel;
-    let tok: Tokenizer;
-    let mpath: string | null;
-    if (typeof arg === 'string' || !arg.model) {
-      mpath = typeof arg === 'string' ? arg : (arg.path ?? null);
-      if (!mpath) throw new OptionError('--model', `model ${mi} has neither a path nor a loaded model`);
-      const loaded = loadModel(mpath, { tokenizer: opts.tokenizer, backend: opts.backend });
-      model = loaded.model;
-      tok = typeof arg !== 'string' && arg.tokenizer ? arg.tokenizer : loaded.tokenizer;
-    } else {
-      if (!arg.tokenizer) throw new OptionError('--model', `model '${name}' is given without its tokenizer`);
-      model = arg.model;
-      tok = arg.tokenizer;
-      mpath = arg.path ?? null;
-    }
-    backendName = model.backend.name;
-    threads = model.backend.threads;
-    const progress = (stage: string) => (done: number, total: number) => opts.onProgress?.({ model: name, stage, done, total });
-
-    const taskResults: TaskResult[] = [];
-    for (const task of tasks) {
-      taskResults.push(runTask(model, tok, task, { limit: opts.limit, limitSeed: opts.limitSeed, bos: opts.bos, onItem: progress(`task:${task.name}`) }));
-    }
-
-    let ppl: PerplexityReport | null = null;
-    if (corpus && opts.ppl) {
-      const ctx = opts.ppl.ctx ?? model.config.maxPositions;
-      let ids = tok.encode(corpus.joined, { bos: opts.bos });
-      if (opts.ppl.maxTokens !== undefined) ids = ids.slice(0, opts.ppl.maxTokens);
-      const token = modes.map((mode) => tokenPerplexity(model, ids, { mode, ctx, stride: opts.ppl!.stride, onWindow: progress(`ppl:${mode}`) }));
-      const wordByte = (opts.ppl.wordByte ?? true) ? wordBytePerplexity(model, tok, corpus, ctx, progress('ppl:word-byte')) : null;
-      ppl = { source: corpus.source, kind: corpus.kind, token, wordByte };
-    }
-
-    let speed: SpeedResult | null = null;
-    if (opts.speed) {
-      progress('speed')(0, 1);
-      speed = measureSpeed(model, opts.speed);
-      progress('speed')(1, 1);
-    }
-
-    reports.push({
-      name,
-      path: mpath,
-      parameters: model.parameterCount(),
-      contextLength: model.config.maxPositions,
-      sharedLayers: model.sharedLayers(),
-      tasks: taskResults,
-      perplexity: ppl,
-      speed,
-      peakRssBytes: peakRssBytes(),
-      seconds: (performance.now() - t0) / 1000,
-    });
+    const { model, tok, mpath } = resolveModelArg(models[mi], names[mi], mi, opts);
+    lastModel = model;
+    const progress = (stage: string) => (done: number, total: number) => opts.onProgress?.({ model: names[mi], stage, done, total });
+    const r = evaluateModel(model, tok, { tasks, corpus, modes, opts, progress });
+    reports.push({ name: names[mi], path: mpath, ...r, seconds: (performance.now() - t0) / 1000 });
   }
+  const backendName = lastModel?.backend.name ?? null;
+  const threads = lastModel?.backend.threads ?? null;
 
   return {
     createdAt: new Date().toISOString(),
@@ -235,5 +186,50 @@ export async function evaluate(models: readonly ModelArg[], opts: EvaluateOption
       threads,
     },
     models: reports,
+  };
+}
+
+/** A model argument as a loaded model, its tokenizer and its path (loading it when given by path). */
+function resolveModelArg(arg: ModelArg, name: string, i: number, opts: EvaluateOptions): { model: LlamaModel; tok: Tokenizer; mpath: string | null } {
+  if (typeof arg === 'string' || !arg.model) {
+    const mpath = typeof arg === 'string' ? arg : (arg.path ?? null);
+    if (!mpath) throw new OptionError('--model', `model ${i} has neither a path nor a loaded model`);
+    const loaded = loadModel(mpath, { tokenizer: opts.tokenizer, backend: opts.backend });
+    return { model: loaded.model, tok: typeof arg !== 'string' && arg.tokenizer ? arg.tokenizer : loaded.tokenizer, mpath };
+  }
+  if (!arg.tokenizer) throw new OptionError('--model', `model '${name}' is given without its tokenizer`);
+  return { model: arg.model, tok: arg.tokenizer, mpath: arg.path ?? null };
+}
+
+interface EvalPlan {
+  tasks: Task[];
+  corpus: PplCorpus | null;
+  modes: PplMode[];
+  opts: EvaluateOptions;
+  progress: (stage: string) => (done: number, total: number) => void;
+}
+
+/** Tasks, perplexity and speed of one model. */
+function evaluateModel(model: LlamaModel, tok: Tokenizer, e: EvalPlan): Omit<ModelReport, 'name' | 'path' | 'seconds'> {
+  const { opts, progress } = e;
+  const taskResults = e.tasks.map((task) => runTask(model, tok, task, { limit: opts.limit, limitSeed: opts.limitSeed, bos: opts.bos, onItem: progress(`task:${task.name}`) }));
+  let ppl: PerplexityReport | null = null;
+  if (e.corpus && opts.ppl) {
+    const ctx = opts.ppl.ctx ?? model.config.maxPositions;
+    let ids = tok.encode(e.corpus.joined, { bos: opts.bos });
+    if (opts.ppl.maxTokens !== undefined) ids = ids.slice(0, opts.ppl.maxTokens);
+    const token = e.modes.map((mode) => tokenPerplexity(model, ids, { mode, ctx, stride: opts.ppl!.stride, onWindow: progress(`ppl:${mode}`) }));
+    const wordByte = (opts.ppl.wordByte ?? true) ? wordBytePerplexity(model, tok, e.corpus, ctx, progress('ppl:word-byte')) : null;
+    ppl = { source: e.corpus.source, kind: e.corpus.kind, token, wordByte };
+  }
+  let speed: SpeedResult | null = null;
+  if (opts.speed) {
+    progress('speed')(0, 1);
+    speed = measureSpeed(model, opts.speed);
+    progress('speed')(1, 1);
+  }
+  return {
+    parameters: model.parameterCount(), contextLength: model.config.maxPositions, sharedLayers: model.sharedLayers(),
+    tasks: taskResults, perplexity: ppl, speed, peakRssBytes: peakRssBytes(),
   };
 }

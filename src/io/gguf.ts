@@ -158,85 +158,107 @@ export interface GgufFile {
   tensors: Map<string, GgufTensorInfo>;
 }
 
+/** A cursor over the bytes of a GGUF header; every read past the end is a FormatError naming what was being read. */
+class HeaderCursor {
+  p = 0;
+  constructor(private readonly buf: Buffer, private readonly file: string) {}
+  private need(n: number, what: string): void {
+    if (this.p + n > this.buf.length) throw new FormatError(this.file, `truncated GGUF header while reading ${what} at byte ${this.p}`);
+  }
+  private take<T>(n: number, what: string, read: (at: number) => T): T {
+    this.need(n, what);
+    const v = read(this.p);
+    this.p += n;
+    return v;
+  }
+  u32(what: string): number {
+    return this.take(4, what, (at) => this.buf.readUInt32LE(at));
+  }
+  u64(what: string): number {
+    const v = this.take(8, what, (at) => this.buf.readBigUInt64LE(at));
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(this.file, `${what} ${v} is too large`);
+    return Number(v);
+  }
+  str(what: string): string {
+    const n = this.u64(`${what} length`);
+    return this.take(n, what, (at) => this.buf.toString('utf8', at, at + n));
+  }
+  scalar(t: number, what: string): unknown {
+    const b = this.buf;
+    switch (t) {
+      case GgufType.UINT8: return this.take(1, what, (at) => b.readUInt8(at));
+      case GgufType.INT8: return this.take(1, what, (at) => b.readInt8(at));
+      case GgufType.UINT16: return this.take(2, what, (at) => b.readUInt16LE(at));
+      case GgufType.INT16: return this.take(2, what, (at) => b.readInt16LE(at));
+      case GgufType.UINT32: return this.u32(what);
+      case GgufType.INT32: return this.take(4, what, (at) => b.readInt32LE(at));
+      case GgufType.FLOAT32: return this.take(4, what, (at) => b.readFloatLE(at));
+      case GgufType.FLOAT64: return this.take(8, what, (at) => b.readDoubleLE(at));
+      case GgufType.UINT64: return this.take(8, what, (at) => b.readBigUInt64LE(at));
+      case GgufType.INT64: return this.take(8, what, (at) => b.readBigInt64LE(at));
+      case GgufType.BOOL: return this.take(1, what, (at) => b.readUInt8(at) !== 0);
+      case GgufType.STRING: return this.str(what);
+      default: throw new FormatError(this.file, `${what}: unknown GGUF value type ${t}`);
+    }
+  }
+  get length(): number {
+    return this.buf.length;
+  }
+}
+
+function readMetadata(c: HeaderCursor, file: string, nKv: number): Map<string, unknown> {
+  const metadata = new Map<string, unknown>();
+  for (let i = 0; i < nKv; i++) {
+    const key = c.str(`metadata key ${i}`);
+    const t = c.u32(`type of '${key}'`);
+    if (t !== GgufType.ARRAY) {
+      metadata.set(key, c.scalar(t, `'${key}'`));
+      continue;
+    }
+    const et = c.u32(`element type of '${key}'`);
+    const n = c.u64(`length of '${key}'`);
+    if (n > c.length) throw new FormatError(file, `array '${key}' claims ${n} elements`);
+    const arr: unknown[] = [];
+    for (let j = 0; j < n; j++) arr.push(c.scalar(et, `'${key}'[${j}]`));
+    metadata.set(key, arr);
+  }
+  return metadata;
+}
+
+function readTensorInfos(c: HeaderCursor, file: string, nTensors: number): Omit<GgufTensorInfo, 'byteLength'>[] {
+  const infos: Omit<GgufTensorInfo, 'byteLength'>[] = [];
+  for (let i = 0; i < nTensors; i++) {
+    const name = c.str(`tensor ${i} name`);
+    const nd = c.u32(`dims of '${name}'`);
+    if (nd < 1 || nd > 4) throw new FormatError(file, `tensor '${name}' has ${nd} dimensions`);
+    const dims: number[] = [];
+    for (let d = 0; d < nd; d++) dims.push(c.u64(`dim ${d} of '${name}'`));
+    const type = c.u32(`type of '${name}'`);
+    if (type !== GgmlType.F32 && type !== GgmlType.F16) throw new FormatError(file, `tensor '${name}' has ggml type ${type} (only F32/F16 are read)`);
+    infos.push({ name, shape: dims.reverse(), type, offset: c.u64(`offset of '${name}'`) });
+  }
+  return infos;
+}
+
 /** Read and validate a GGUF file's header, metadata and tensor table (not the tensor data). */
 export function readGgufHeader(file: string): GgufFile {
   const fd = openForRead(file);
   try {
     const size = fileSize(fd, file);
     // Headers of real models (big vocabularies) run to a few MB; read up to 64 MiB of it.
-    const headLen = Math.min(size, 64 << 20);
-    const buf = Buffer.alloc(headLen);
+    const buf = Buffer.alloc(Math.min(size, 64 << 20));
     readExact(fd, file, buf, 0, 'GGUF header');
-    let p = 0;
-    const need = (n: number, what: string) => {
-      if (p + n > buf.length) throw new FormatError(file, `truncated GGUF header while reading ${what} at byte ${p}`);
-    };
-    const u32 = (what: string) => { need(4, what); const v = buf.readUInt32LE(p); p += 4; return v; };
-    const u64 = (what: string) => {
-      need(8, what);
-      const v = buf.readBigUInt64LE(p);
-      p += 8;
-      if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(file, `${what} ${v} is too large`);
-      return Number(v);
-    };
-    const str = (what: string) => {
-      const n = u64(`${what} length`);
-      need(n, what);
-      const s = buf.toString('utf8', p, p + n);
-      p += n;
-      return s;
-    };
-    const scalar = (t: number, what: string): unknown => {
-      switch (t) {
-        case GgufType.UINT8: need(1, what); return buf.readUInt8(p++);
-        case GgufType.INT8: need(1, what); return buf.readInt8(p++);
-        case GgufType.UINT16: { need(2, what); const v = buf.readUInt16LE(p); p += 2; return v; }
-        case GgufType.INT16: { need(2, what); const v = buf.readInt16LE(p); p += 2; return v; }
-        case GgufType.UINT32: return u32(what);
-        case GgufType.INT32: { need(4, what); const v = buf.readInt32LE(p); p += 4; return v; }
-        case GgufType.FLOAT32: { need(4, what); const v = buf.readFloatLE(p); p += 4; return v; }
-        case GgufType.FLOAT64: { need(8, what); const v = buf.readDoubleLE(p); p += 8; return v; }
-        case GgufType.UINT64: { need(8, what); const v = buf.readBigUInt64LE(p); p += 8; return v; }
-        case GgufType.INT64: { need(8, what); const v = buf.readBigInt64LE(p); p += 8; return v; }
-        case GgufType.BOOL: need(1, what); return buf.readUInt8(p++) !== 0;
-        case GgufType.STRING: return str(what);
-        default: throw new FormatError(file, `${what}: unknown GGUF value type ${t}`);
-      }
-    };
-    if (u32('magic') !== GGUF_MAGIC) throw new FormatError(file, 'not a GGUF file (bad magic)');
-    const version = u32('version');
+    const c = new HeaderCursor(buf, file);
+    if (c.u32('magic') !== GGUF_MAGIC) throw new FormatError(file, 'not a GGUF file (bad magic)');
+    const version = c.u32('version');
     if (version !== 2 && version !== 3) throw new FormatError(file, `unsupported GGUF version ${version}`);
-    const nTensors = u64('tensor count');
-    const nKv = u64('metadata count');
+    const nTensors = c.u64('tensor count');
+    const nKv = c.u64('metadata count');
     if (nKv > 1e6 || nTensors > 1e6) throw new FormatError(file, `implausible counts (${nTensors} tensors, ${nKv} metadata entries)`);
-    const metadata = new Map<string, unknown>();
-    for (let i = 0; i < nKv; i++) {
-      const key = str(`metadata key ${i}`);
-      const t = u32(`type of '${key}'`);
-      if (t === GgufType.ARRAY) {
-        const et = u32(`element type of '${key}'`);
-        const n = u64(`length of '${key}'`);
-        if (n > buf.length) throw new FormatError(file, `array '${key}' claims ${n} elements`);
-        const arr: unknown[] = [];
-        for (let j = 0; j < n; j++) arr.push(scalar(et, `'${key}'[${j}]`));
-        metadata.set(key, arr);
-      } else {
-        metadata.set(key, scalar(t, `'${key}'`));
-      }
-    }
-    const infos: Omit<GgufTensorInfo, 'byteLength'>[] = [];
-    for (let i = 0; i < nTensors; i++) {
-      const name = str(`tensor ${i} name`);
-      const nd = u32(`dims of '${name}'`);
-      if (nd < 1 || nd > 4) throw new FormatError(file, `tensor '${name}' has ${nd} dimensions`);
-      const dims: number[] = [];
-      for (let d = 0; d < nd; d++) dims.push(u64(`dim ${d} of '${name}'`));
-      const type = u32(`type of '${name}'`);
-      if (type !== GgmlType.F32 && type !== GgmlType.F16) throw new FormatError(file, `tensor '${name}' has ggml type ${type} (only F32/F16 are read)`);
-      infos.push({ name, shape: dims.reverse(), type, offset: u64(`offset of '${name}'`) });
-    }
+    const metadata = readMetadata(c, file, nKv);
+    const infos = readTensorInfos(c, file, nTensors);
     const align = Number(metadata.get('general.alignment') ?? GGUF_ALIGNMENT);
-    const dataStart = Math.ceil(p / align) * align;
+    const dataStart = Math.ceil(c.p / align) * align;
     const tensors = new Map<string, GgufTensorInfo>();
     for (const t of infos) {
       const byteLength = t.shape.reduce((a, b) => a * b, 1) * (t.type === GgmlType.F32 ? 4 : 2);

@@ -3,7 +3,6 @@
  * Two steps so that type errors (field has the wrong JSON type) and semantic ones (a value we do not
  * implement) are reported separately, each naming the file and field.
  */
-import { isPlainObject } from '../io/fsutil.js';
 import type { Llama2cHeader } from '../io/llama2c.js';
 import { parsePlan } from './sharing-plan.js';
 import { parseHeadMap } from './head-map.js';
@@ -15,6 +14,9 @@ export type { Llama2cHeader };
 export const SHARING_CONFIG_KEY = 'echoatt_sharing';
 export const HEAD_SHARING_CONFIG_KEY = 'echoatt_head_sharing';
 import { ConfigError, UnsupportedError } from '../errors.js';
+import { Fields, parseRawConfig, type RawConfig } from './config-raw.js';
+
+export { parseRawConfig, type RawConfig };
 
 export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
 /** 'half': HF rotate-half pairs (x[i], x[i+d/2]); 'interleaved': llama2.c / Meta adjacent pairs (x[2i], x[2i+1]). */
@@ -55,143 +57,6 @@ export interface LlamaConfig {
   attention: readonly LayerAttention[];
   /** config.json keys this module does not interpret, kept verbatim so they survive a round trip. */
   extra: Record<string, unknown>;
-}
-
-/** The config.json fields we read, type-checked; `null` means absent (or JSON null). */
-export interface RawConfig {
-  architectures: string[] | null;
-  model_type: string | null;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number | null;
-  head_dim: number | null;
-  vocab_size: number;
-  max_position_embeddings: number | null;
-  rms_norm_eps: number | null;
-  rope_theta: number | null;
-  rope_scaling: Record<string, unknown> | null;
-  tie_word_embeddings: boolean | null;
-  attention_bias: boolean | null;
-  mlp_bias: boolean | null;
-  bos_token_id: number | null;
-  eos_token_id: number[] | null;
-  sliding_window: number | null;
-  use_sliding_window: boolean | null;
-  hidden_act: string | null;
-  torch_dtype: string | null;
-  partial_rotary_factor: number | null;
-  rope_interleaved: boolean | null;
-  extra: Record<string, unknown>;
-}
-
-const KNOWN = new Set([
-  'architectures', 'model_type', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-  'num_key_value_heads', 'head_dim', 'vocab_size', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta',
-  'rope_scaling', 'rope_parameters', 'tie_word_embeddings', 'attention_bias', 'mlp_bias', 'bos_token_id', 'eos_token_id',
-  'sliding_window', 'use_sliding_window', 'hidden_act', 'torch_dtype', 'dtype', 'partial_rotary_factor', 'rope_interleaved',
-]);
-
-/** Field readers: each throws a ConfigError naming file and field. */
-class Fields {
-  constructor(readonly file: string, readonly o: Record<string, unknown>) {}
-  private get(k: string): unknown {
-    return this.o[k] ?? null;
-  }
-  int(k: string, min = 1): number | null {
-    const v = this.get(k);
-    if (v === null) return null;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new ConfigError(this.file, k, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return v;
-  }
-  reqInt(k: string): number {
-    const v = this.int(k);
-    if (v === null) throw new ConfigError(this.file, k, 'is required');
-    return v;
-  }
-  num(k: string): number | null {
-    const v = this.get(k);
-    if (v === null) return null;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(this.file, k, `must be a positive number, got ${JSON.stringify(v)}`);
-    return v;
-  }
-  bool(k: string): boolean | null {
-    const v = this.get(k);
-    if (v === null) return null;
-    if (typeof v !== 'boolean') throw new ConfigError(this.file, k, `must be true or false, got ${JSON.stringify(v)}`);
-    return v;
-  }
-  str(k: string): string | null {
-    const v = this.get(k);
-    if (v === null) return null;
-    if (typeof v !== 'string') throw new ConfigError(this.file, k, `must be a string, got ${JSON.stringify(v)}`);
-    return v;
-  }
-  obj(k: string): Record<string, unknown> | null {
-    const v = this.get(k);
-    if (v === null) return null;
-    if (!isPlainObject(v)) throw new ConfigError(this.file, k, `must be an object or null, got ${JSON.stringify(v)}`);
-    return v;
-  }
-  intList(k: string): number[] | null {
-    const v = this.get(k);
-    if (v === null) return null;
-    const list = Array.isArray(v) ? v : [v];
-    if (!list.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0)) {
-      throw new ConfigError(this.file, k, `must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
-    }
-    return list as number[];
-  }
-}
-
-/**
- * Step 1: type-check the fields of a parsed config.json.
- *
- * @example
- * const raw = parseRawConfig(JSON.parse(fs.readFileSync(file, 'utf8')), file);
- */
-export function parseRawConfig(json: unknown, file: string): RawConfig {
-  if (!isPlainObject(json)) throw new ConfigError(file, '(root)', 'must be a JSON object');
-  const f = new Fields(file, json);
-  const archs = json.architectures ?? null;
-  if (archs !== null && (!Array.isArray(archs) || !archs.every((a) => typeof a === 'string'))) {
-    throw new ConfigError(file, 'architectures', `must be a list of strings, got ${JSON.stringify(archs)}`);
-  }
-  // transformers v5 moves rope_theta (and scaling) into rope_parameters; accept either spelling.
-  const ropeParams = f.obj('rope_parameters');
-  const scaling = f.obj('rope_scaling') ?? ropeParams;
-  let ropeTheta = f.num('rope_theta');
-  if (ropeTheta === null && ropeParams) ropeTheta = new Fields(file, ropeParams).num('rope_theta');
-  const extra: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(json)) if (!KNOWN.has(k)) extra[k] = v;
-  return {
-    architectures: archs as string[] | null,
-    model_type: f.str('model_type'),
-    hidden_size: f.reqInt('hidden_size'),
-    intermediate_size: f.reqInt('intermediate_size'),
-    num_hidden_layers: f.reqInt('num_hidden_layers'),
-    num_attention_heads: f.reqInt('num_attention_heads'),
-    num_key_value_heads: f.int('num_key_value_heads'),
-    head_dim: f.int('head_dim'),
-    vocab_size: f.reqInt('vocab_size'),
-    max_position_embeddings: f.int('max_position_embeddings'),
-    rms_norm_eps: f.num('rms_norm_eps'),
-    rope_theta: ropeTheta,
-    rope_scaling: scaling,
-    tie_word_embeddings: f.bool('tie_word_embeddings'),
-    attention_bias: f.bool('attention_bias'),
-    mlp_bias: f.bool('mlp_bias'),
-    bos_token_id: f.int('bos_token_id', 0),
-    eos_token_id: f.intList('eos_token_id'),
-    sliding_window: f.int('sliding_window'),
-    use_sliding_window: f.bool('use_sliding_window'),
-    hidden_act: f.str('hidden_act'),
-    torch_dtype: f.str('torch_dtype') ?? f.str('dtype'),
-    partial_rotary_factor: f.num('partial_rotary_factor'),
-    rope_interleaved: f.bool('rope_interleaved'),
-    extra,
-  };
 }
 
 const ARCH_BY_MODEL_TYPE: Readonly<Record<string, Architecture>> = {

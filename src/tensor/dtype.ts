@@ -6,6 +6,9 @@ import { DTypeError } from '../errors.js';
 
 export type DType = 'f32' | 'f16' | 'bf16';
 
+/** Half-precision storage formats of weights. */
+export type HalfDType = 'f16' | 'bf16';
+
 /** Bytes per element of each storage dtype. */
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2 };
 

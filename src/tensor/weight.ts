@@ -3,8 +3,7 @@
  * Inference kernels take either; training and weight surgery need f32 and say so through {@link requireF32}.
  */
 import { DTypeError } from '../errors.js';
-import type { HalfDType } from '../backend/backend.js';
-import { bf16ToF32, f16ToF32 } from './dtype.js';
+import { bf16ToF32, f16ToF32, type HalfDType } from './dtype.js';
 
 export class HalfWeight {
   readonly dtype: HalfDType;
