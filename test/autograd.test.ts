@@ -18,6 +18,8 @@ import { makePlan } from '../src/models/sharing-plan.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { assertClose, f32, randInts, randn, sharedDir } from './helpers.js';
 import { forwardTrain, modelParams } from '../src/models/tape-ops.js';
+import { withHeadMap, withPlan } from '../src/models/surgery.js';
+import { makeHeadMap } from '../src/models/head-map.js';
 
 /** Test-only op: `Σ r ⊙ x`, a scalar that turns any op output into a loss with `∂L/∂out = r`. */
 const dotWith = defineOp<{ x: Var; r: Float32Array }, Var, { x: Var; r: Float32Array; y: Var }>({
@@ -126,6 +128,45 @@ for (const name of availableBackends()) {
         const shared = apply(tape, OPS.probsTimesV, { probs: a.probs, v: v2, ...c }, be);
         const l1 = apply(tape, dotWith, { x: a.out, r: r1 }, be);
         const l2 = apply(tape, dotWith, { x: shared, r: r2 }, be);
+        return apply(tape, OPS.weightedSum, { terms: [l1, l2], weights: [1, 1] }, be);
+      });
+    });
+
+    test('gatherHeads (head-aligned sharing: heads reordered and repeated), into probsTimesV', () => {
+      const c = { batch: 2, t: 3, nHeads: 4, nKvHeads: 2, headDim: 2 };
+      const probs = v(c.batch * c.nHeads * c.t * c.t, 40, 0, 1);
+      const vv = v(c.batch * c.t * c.nKvHeads * c.headDim, 41);
+      const heads = Int32Array.of(2, 2, 0, 3);
+      const r = randn(c.batch * c.t * c.nHeads * c.headDim, 42);
+      checkGrads(be, { probs, v: vv }, (tape) => {
+        const g = apply(tape, OPS.gatherHeads, { probs, heads, batch: c.batch, rows: c.t * c.t }, be);
+        return apply(tape, dotWith, { x: apply(tape, OPS.probsTimesV, { probs: g, v: vv, ...c }, be), r }, be);
+      });
+    });
+
+    test('linearRuns (row blocks and strided column blocks of other tensors, with bias slices)', () => {
+      const [rows, dim] = [3, 4];
+      const x = v(rows * dim, 43);
+      const w1 = v(6 * dim, 44); // 3 blocks of 2 rows
+      const w2 = v(dim * 6, 45); // read as column blocks with row stride 6
+      const b1 = v(6, 46);
+      const r = randn(rows * 4, 47);
+      const r2 = randn(rows * dim, 48);
+      checkGrads(be, { x, w1, w2, b1 }, (tape) => {
+        const y = apply(tape, OPS.linearRuns, {
+          x, rows, xCols: dim, outDim: 4, runs: [
+            { w: w1, wOff: 2 * dim, ldw: dim, xOff: 0, k: dim, yOff: 0, n: 2, b: b1, bOff: 2 },
+            { w: w1, wOff: 0, ldw: dim, xOff: 0, k: dim, yOff: 2, n: 2, b: b1, bOff: 0 },
+          ],
+        }, be);
+        const z = apply(tape, OPS.linearRuns, {
+          x: y, rows, xCols: 4, outDim: dim, runs: [
+            { w: w2, wOff: 2, ldw: 6, xOff: 0, k: 2, yOff: 0, n: dim },
+            { w: w2, wOff: 0, ldw: 6, xOff: 2, k: 2, yOff: 0, n: dim },
+          ],
+        }, be);
+        const l1 = apply(tape, dotWith, { x: y, r }, be);
+        const l2 = apply(tape, dotWith, { x: z, r: r2 }, be);
         return apply(tape, OPS.weightedSum, { terms: [l1, l2], weights: [1, 1] }, be);
       });
     });
@@ -331,6 +372,15 @@ describe('whole-model gradients (reference backend) match finite differences', (
     let diff = 0;
     for (let i = 0; i < gCut.length; i++) diff = Math.max(diff, Math.abs(gCut[i] - gFull[i]));
     assert.ok(diff > 1e-4, 'shared layers contribute to the anchor\'s q gradient');
+  });
+
+  test('combined student (head-aligned echo layer, head-shared anchor with biases): every parameter', () => {
+    const teacher = tinyQwen(be, 5);
+    const student = withPlan(teacher, makePlan('manual', [{ anchor: 2, shared: [3], heads: { 3: [1, 1, 3, 0] } }]));
+    const both = withHeadMap(student, makeHeadMap('manual', [{ layer: 2, group: 0, source_layer: 0, source_group: 1 }], student.config));
+    detached(both);
+    assert.deepEqual(both.attention.map((k) => k.kind), ['own', 'own', 'headShared', 'echo']);
+    checkModel(both, 'combined');
   });
 });
 
