@@ -37,6 +37,8 @@ export interface CalibrationData {
   source: CorpusSource;
   /** Documents (files, rows, books) actually read. */
   documentsRead: number;
+  /** Documents the sequences start in (how widely the corpus was sampled). */
+  documentsSampled: number;
   /** Set when the data held fewer tokens than N × T: the number of sequences that were asked for. */
   requestedSeqs?: number;
 }
@@ -46,44 +48,105 @@ export function defaultCalibrationPath(sharedDir: string): string {
   return path.join(sharedDir, 'data/corpus/gutenberg');
 }
 
+/** Characters of text read at most (the rest of a larger corpus is not read). */
+export const MAX_CORPUS_CHARS = 128 * 1024 * 1024;
+
 /**
- * Tokenise the source and cut it into `seqs` sequences of `seqLen` tokens (BOS + `seqLen − 1` text tokens).
- * Fewer sequences are returned (with `requestedSeqs` set) when the data runs out; none at all is an error.
+ * `seqs` sequences of `seqLen` tokens (BOS + `seqLen − 1` text tokens) spread over the whole source: window `k`
+ * starts at character `k · C / N` of the concatenated documents (C characters in all), moved to the next line start,
+ * so a folder of books or a file of many documents is sampled from end to end, not only from its first document.
+ * When the text is too short for N separate windows, it is cut into consecutive sequences instead, and fewer
+ * sequences are returned (with `requestedSeqs` set) if it runs out; none at all is an error.
  */
 export async function calibrationSequences(tokenizer: Tokenizer, source: CorpusSource, opts: CalibrationOptions): Promise<CalibrationData> {
   const { seqs, seqLen } = opts;
   if (!(Number.isInteger(seqs) && seqs >= 1)) throw new OptionError('--seqs', `expected an integer >= 1, got ${seqs}`);
   if (!(Number.isInteger(seqLen) && seqLen >= 2)) throw new OptionError('--seq-len', `expected an integer >= 2, got ${seqLen}`);
+  const { text, starts: docStarts } = await readCorpus(source);
   const bos = tokenizer.bosId;
   const body = bos === null ? seqLen : seqLen - 1;
-  const need = seqs * body;
-  const stream: number[] = [];
-  let documentsRead = 0;
-  outer: for await (const doc of readDocuments(source)) {
-    documentsRead++;
-    for (const piece of chunks(doc)) {
-      if (piece.trim() === '') continue;
-      for (const id of tokenizer.encode(piece, { bos: false })) stream.push(id);
-      if (stream.length >= need) break outer;
-    }
+  const windows = spreadWindows(tokenizer, text, seqs, body) ?? consecutiveWindows(tokenizer, text, seqs, body);
+  if (windows.length === 0) {
+    throw new OptionError('--data', `${describeSource(source)} holds fewer tokens than one sequence of ${seqLen}`);
   }
-  const n = Math.min(seqs, Math.floor(stream.length / body));
-  if (n === 0) {
-    throw new OptionError('--data', `${describeSource(source)} holds only ${stream.length} tokens, fewer than one sequence of ${seqLen}`);
-  }
-  const sequences: Int32Array[] = [];
-  for (let s = 0; s < n; s++) {
+  const sequences = windows.map(({ ids }) => {
     const seq = new Int32Array(seqLen);
-    let o = 0;
-    if (bos !== null) seq[o++] = bos;
-    seq.set(stream.slice(s * body, (s + 1) * body), o);
-    sequences.push(seq);
-  }
+    if (bos !== null) seq[0] = bos;
+    seq.set(ids, bos === null ? 0 : 1);
+    return seq;
+  });
+  const docOf = (at: number) => docStarts.filter((d) => d <= at).length - 1;
   return {
     sequences,
     description: describeSource(source),
     source,
-    documentsRead,
-    ...(n < seqs ? { requestedSeqs: seqs } : {}),
+    documentsRead: docStarts.length,
+    documentsSampled: new Set(windows.map((w) => docOf(w.at))).size,
+    ...(windows.length < seqs ? { requestedSeqs: seqs } : {}),
   };
+}
+
+/** The documents of a source joined by newlines (up to {@link MAX_CORPUS_CHARS}), and where each document starts. */
+async function readCorpus(source: CorpusSource): Promise<{ text: string; starts: number[] }> {
+  const parts: string[] = [];
+  const starts: number[] = [];
+  let chars = 0;
+  for await (const doc of readDocuments(source)) {
+    if (doc.trim() === '') continue;
+    starts.push(chars);
+    parts.push(doc);
+    chars += doc.length + 1;
+    if (chars >= MAX_CORPUS_CHARS) break;
+  }
+  return { text: parts.join('\n'), starts };
+}
+
+/** The first `body` tokens of `text` from `at` (fewer at its end), and how many characters they took. */
+function tokensFrom(tokenizer: Tokenizer, text: string, at: number, body: number): { ids: number[]; end: number } {
+  for (let span = 8 * body + 64; ; span *= 2) {
+    let end = Math.min(text.length, at + span);
+    if (end < text.length) {
+      const ws = text.lastIndexOf(' ', end);
+      const nl = text.lastIndexOf('\n', end);
+      const cut = Math.max(ws, nl);
+      if (cut > at) end = cut; // cut between words, so the last kept tokens are whole
+    }
+    const ids = tokenizer.encode(text.slice(at, end), { bos: false });
+    // A margin of tokens past `body` keeps the cut from changing the tokens that are kept.
+    if (ids.length >= body + 8 || end >= text.length) return { ids: ids.slice(0, body), end };
+  }
+}
+
+/** N windows at evenly spaced line starts, or null when the text is too short for them not to overlap. */
+function spreadWindows(tokenizer: Tokenizer, text: string, n: number, body: number): { ids: number[]; at: number }[] | null {
+  const starts = Array.from({ length: n }, (_, k) => {
+    const c = Math.floor((k * text.length) / n);
+    if (c === 0) return 0;
+    let at = text.indexOf('\n', c);
+    if (at < 0) return text.length;
+    while (at < text.length && /\s/.test(text[at])) at++; // the next paragraph's first character
+    return at;
+  });
+  const out: { ids: number[]; at: number }[] = [];
+  for (let k = 0; k < n; k++) {
+    const next = k + 1 < n ? starts[k + 1] : text.length;
+    if (starts[k] >= next) return null;
+    const w = tokensFrom(tokenizer, text, starts[k], body);
+    // The kept tokens' text must end before the next window starts (windows never share text).
+    if (w.ids.length < body || (k + 1 < n && starts[k] + tokenizer.decode(w.ids).length > next)) return null;
+    out.push({ ids: w.ids, at: starts[k] });
+  }
+  return out;
+}
+
+/** Consecutive windows from the start of the text (small corpora). */
+function consecutiveWindows(tokenizer: Tokenizer, text: string, n: number, body: number): { ids: number[]; at: number }[] {
+  const stream: number[] = [];
+  for (const piece of chunks(text)) {
+    if (piece.trim() === '') continue;
+    for (const id of tokenizer.encode(piece, { bos: false })) stream.push(id);
+    if (stream.length >= n * body) break;
+  }
+  const count = Math.min(n, Math.floor(stream.length / body));
+  return Array.from({ length: count }, (_, k) => ({ ids: stream.slice(k * body, (k + 1) * body), at: 0 }));
 }

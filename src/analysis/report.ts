@@ -11,22 +11,17 @@
  */
 import path from 'node:path';
 import fs from 'node:fs';
-import { barChart, heatmap, heatmapGrid, writeChart, writeFileAtomic } from '../report/plot.js';
+import { barChart, heatmap, heatmapGrid, lineChart, writeChart, writeFileAtomic } from '../report/plot.js';
 import { toRows, type MatrixStat } from './similarity.js';
-import { STRATEGIES, type StrategyName, type StrategyOutcome } from './strategies.js';
-import type { AnalysisResult } from './analyze.js';
+import { type StrategyName, type StrategyOutcome } from './strategies.js';
+import { planNames, type AnalysisResult } from './analyze.js';
+import { reportMarkdown } from './report-md.js';
+import { depthSummary, searchJson } from './summaries.js';
 
-/** Largest L·H for which the (L·H)×(L·H) head-pair heatmap is drawn (SVG size grows with its square). */
-export const MAX_HEAD_PAIR_CHART = 128;
+import { MAX_HEAD_PAIR_CHART, type ReportFiles } from './report-md.js';
 
-export interface ReportFiles {
-  dir: string;
-  similarityJson: string;
-  reportMd: string;
-  plans: Record<StrategyName, string>;
-  /** Chart name → its SVG and PNG paths. */
-  charts: Record<string, { svg: string; png: string }>;
-}
+export { MAX_HEAD_PAIR_CHART, type ReportFiles };
+
 
 /** A compact summary (what `echoatt analyze --json` prints). */
 export interface AnalysisSummary {
@@ -38,13 +33,16 @@ export interface AnalysisSummary {
   /** Head-averaged mean JS divergence (nats), L × L rows. */
   js: number[][];
   criticality: { layer: number; anchor: number | null; delta: number | null }[] | null;
-  plans: Record<StrategyName, {
-    groups: { anchor: number; shared: number[] }[];
+  plans: Partial<Record<StrategyName, {
+    groups: { anchor: number; shared: number[]; heads?: Record<string, readonly number[]> }[];
     meanSimilarity: number | null;
     predictedLossDelta: number | null;
     removed: StrategyOutcome['removed'];
     why: string;
-  }>;
+  }>>;
+  /** Inner layers against outer ones, and each layer's best match (see `summaries.ts`). */
+  depth: ReturnType<typeof depthSummary>;
+  search: ReturnType<typeof searchJson> | null;
   memory: AnalysisResult['similarity']['memory'];
   timing: AnalysisResult['timing'];
   files?: ReportFiles;
@@ -60,7 +58,7 @@ function matrixJson(m: MatrixStat) {
 
 function planSummary(o: StrategyOutcome) {
   return {
-    groups: o.plan.groups.map((g) => ({ anchor: g.anchor, shared: [...g.shared] })),
+    groups: o.plan.groups.map((g) => ({ anchor: g.anchor, shared: [...g.shared], ...(g.heads ? { heads: g.heads } : {}) })),
     meanSimilarity: r6(o.meanSimilarity),
     predictedLossDelta: r6(o.predictedLossDelta),
     removed: { flops: r6(o.removed.flops)!, kcache: r6(o.removed.kcache)!, params: r6(o.removed.params)! },
@@ -77,7 +75,9 @@ export function analysisSummary(result: AnalysisResult, files?: ReportFiles): An
     cosine: toRows(s.cosine.mean, s.numLayers),
     js: toRows(s.js.mean, s.numLayers),
     criticality: result.criticality ? result.criticality.layers.map((c) => ({ layer: c.layer, anchor: c.anchor, delta: r6(c.delta) })) : null,
-    plans: Object.fromEntries(STRATEGIES.map((k) => [k, planSummary(result.plans[k])])) as AnalysisSummary['plans'],
+    plans: Object.fromEntries(planNames(result).map((k) => [k, planSummary(result.plans[k]!)])) as AnalysisSummary['plans'],
+    depth: depthSummary(result),
+    search: result.search ? searchJson(result.search) : null,
     memory: s.memory,
     timing: result.timing,
     ...(files ? { files } : {}),
@@ -108,18 +108,15 @@ export function similarityJson(result: AnalysisResult): unknown {
     },
     ...(s.headPairs ? { headPairs: { n: s.headPairs.n, ...matrixJson(s.headPairs) } } : {}),
     criticality: result.criticality,
-    plans: Object.fromEntries(STRATEGIES.map((k) => [k, planSummary(result.plans[k])])),
+    plans: Object.fromEntries(planNames(result).map((k) => [k, planSummary(result.plans[k]!)])),
+    depth: depthSummary(result),
+    search: result.search ? searchJson(result.search) : null,
     memory: s.memory,
     timing: result.timing,
   };
 }
 
 const fmt = (v: number | null | undefined, d = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
-const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
-
-function mib(b: number): string {
-  return `${(b / 1048576).toFixed(2)} MiB`;
-}
 
 /** Write every artefact of the analysis into `outDir` (created if needed). */
 export async function writeReport(result: AnalysisResult, outDir: string, opts: { command?: string } = {}): Promise<ReportFiles> {
@@ -163,10 +160,11 @@ export async function writeReport(result: AnalysisResult, outDir: string, opts: 
     }));
   }
 
-  const plans = {} as Record<StrategyName, string>;
-  for (const k of STRATEGIES) {
+  await searchCharts(result, sub, put);
+  const plans: ReportFiles['plans'] = {};
+  for (const k of planNames(result)) {
     const file = path.join(outDir, `plan-${k}.json`);
-    writeFileAtomic(file, `${JSON.stringify(result.plans[k].plan, null, 2)}\n`);
+    writeFileAtomic(file, `${JSON.stringify(result.plans[k]!.plan, null, 2)}\n`);
     plans[k] = file;
   }
   const similarityFile = path.join(outDir, 'similarity.json');
@@ -177,96 +175,19 @@ export async function writeReport(result: AnalysisResult, outDir: string, opts: 
   return files;
 }
 
-function img(files: ReportFiles, name: string, alt: string): string {
-  const c = files.charts[name];
-  if (!c) return '';
-  return `![${alt}](${path.basename(c.png)})\n\n([SVG](${path.basename(c.svg)}))\n`;
-}
-
-/** The text of `report.md`. */
-export function reportMarkdown(result: AnalysisResult, files: ReportFiles, command?: string): string {
-  const s = result.similarity;
-  const L = s.numLayers;
-  const H = s.numHeads;
-  const cos = (i: number, j: number) => s.cosine.mean[i * L + j];
-  const cosSd = (i: number, j: number) => s.cosine.std[i * L + j];
-  const js = (i: number, j: number) => s.js.mean[i * L + j];
-  const out: string[] = [];
-  const m = result.model;
-  out.push(`# Attention-similarity analysis: ${m.name}`, '');
-  if (command) out.push('```sh', command, '```', '');
-  out.push(
-    `| | |`, `|---|---|`,
-    `| model | ${m.name}: ${m.numLayers} layers, ${m.numHeads} query heads (${m.numKvHeads} KV heads), head dim ${m.headDim}, hidden ${m.hiddenSize}, ${(m.parameters / 1e6).toFixed(3)} M parameters |`,
-    `| data | ${result.data.description} (${result.data.documentsRead ?? '?'} document(s) read) |`,
-    `| calibration | ${result.data.sequences} sequences × ${result.data.seqLen} tokens = ${result.data.tokens} tokens${result.data.requestedSeqs ? ` (asked for ${result.data.requestedSeqs}; the data ran out)` : ''} |`,
-    `| teacher loss | ${fmt(result.teacherLoss.mean)} ± ${fmt(result.teacherLoss.std)} nats/token (mean ± std across sequences) |`,
-    `| compute | ${result.settings.backend} backend, ${result.settings.threads} thread(s); similarity ${(result.timing.similarityMs / 1000).toFixed(1)} s (${result.timing.similarityTokensPerSecond.toFixed(0)} tokens/s), criticality ${(result.timing.criticalityMs / 1000).toFixed(1)} s |`,
-    '',
-  );
-  out.push(
-    '## What is measured', '',
-    'For every pair of layers and every query head, over the post-softmax attention matrices of each calibration sequence:',
-    '- **cosine**: cosine similarity of the two flattened causal attention matrices (1 = the layers attend identically);',
-    '- **JS**: Jensen–Shannon divergence between corresponding rows (each query position\'s attention distribution), natural',
-    '  log, averaged over rows (0 = identical, ln 2 ≈ 0.693 = disjoint).',
-    '',
-    'Head-averaged values are means over the query heads (with grouped-query attention, query heads are compared one to one).',
-    'Each sequence gives one value per statistic; tables show the mean (± std) across sequences.',
-    '',
-  );
-  out.push('## Layer × layer', '', img(files, 'cosine', 'cosine heatmap'), img(files, 'js', 'JS heatmap'));
-  const pairs: [number, number][] = [];
-  for (let i = 0; i < L; i++) for (let j = i + 1; j < L; j++) pairs.push([i, j]);
-  pairs.sort((a, b) => cos(b[0], b[1]) - cos(a[0], a[1]));
-  out.push('Most similar layer pairs:', '', '| layers | cosine (± std) | JS (nats) |', '|---|---:|---:|');
-  for (const [i, j] of pairs.slice(0, Math.min(8, pairs.length))) out.push(`| L${i} – L${j} | ${fmt(cos(i, j))} ± ${fmt(cosSd(i, j))} | ${fmt(js(i, j), 4)} |`);
-  out.push('');
-  out.push('Adjacent layers (the candidates for sharing with the layer just before):', '', '| layer | cosine with previous | JS with previous |', '|---|---:|---:|');
-  for (let l = 1; l < L; l++) out.push(`| L${l} | ${fmt(cos(l - 1, l))} | ${fmt(js(l - 1, l), 4)} |`);
-  out.push('');
-  out.push('## Per head', '', img(files, 'cosine-per-head', 'cosine per head'), img(files, 'js-per-head', 'JS per head'));
-  if (files.charts['head-pairs']) out.push(img(files, 'head-pairs', 'head-pair cosine'));
-  else if (s.headPairs) out.push(`(The ${L * H}×${L * H} head-pair matrix is in similarity.json; it is drawn only up to ${MAX_HEAD_PAIR_CHART}×${MAX_HEAD_PAIR_CHART}.)`, '');
-  const crit = result.criticality;
-  out.push('## Criticality', '');
-  if (crit) {
-    out.push(
-      `Loss rise (nats/token, on ${crit.sequences} sequence(s); teacher ${fmt(crit.baseLoss)}) when a layer's attention is replaced by its most similar earlier layer's:`, '',
-      img(files, 'criticality', 'criticality'),
-      '| layer | anchor | cosine | student loss | Δ loss |', '|---|---:|---:|---:|---:|',
-    );
-    for (const c of crit.layers) out.push(`| L${c.layer} | ${c.anchor === null ? '–' : `L${c.anchor}`} | ${fmt(c.similarity)} | ${fmt(c.loss)} | ${fmt(c.delta, 4)} |`);
-    out.push('');
-  } else {
-    out.push('Not measured (`--criticality-seqs 0`); the budget plan ranks layers by 1 − cosine instead.', '');
-  }
-  out.push('## Proposed plans', '', 'Every plan keeps the first and the last layer; shared layers reuse their anchor\'s attention probabilities and drop their own q/k projections and K cache.', '');
-  out.push('| strategy | groups (anchor ← shared) | mean cosine | predicted Δ loss | attention FLOPs | K cache | attention params | file |', '|---|---|---:|---:|---:|---:|---:|---|');
-  for (const k of STRATEGIES) {
-    const o = result.plans[k];
-    const groups = o.plan.groups.length ? o.plan.groups.map((g) => `L${g.anchor} ← ${g.shared.map((x) => `L${x}`).join(', ')}`).join('; ') : '(nothing shared)';
-    out.push(`| ${k} | ${groups} | ${fmt(o.meanSimilarity)} | ${o.predictedLossDelta === null ? 'n/a' : fmt(o.predictedLossDelta, 4)} | ${pct(o.removed.flops)} | ${pct(o.removed.kcache)} | ${pct(o.removed.params)} | [${path.basename(files.plans[k])}](${path.basename(files.plans[k])}) |`);
-  }
-  out.push('');
-  for (const k of STRATEGIES) out.push(`- **${k}**: ${result.plans[k].why}.`);
-  out.push(
-    '',
-    '"Predicted Δ loss" adds, over shared layers, the measured criticality plus the cosine lost where a layer reuses a less similar anchor than the one it was measured with (a rough additive proxy; measure the student to be sure).',
-    `Removed fractions follow the cost model of \`sharing/cost.ts\` at T = ${result.data.seqLen} (FLOPs: q/k projections + QKᵀ + softmax of the shared layers over all attention-block FLOPs).`,
-    '',
-    'Apply a plan (and edit it first if you like — it is plain JSON):',
-    '',
-    '```sh',
-    `echoatt share --plan ${path.basename(files.plans.echoatt)} --out student`,
-    '```',
-    '',
-  );
-  const mem = s.memory;
-  out.push(
-    '## Streaming', '',
-    `Attention maps are held for at most ${mem.layersPerBlock} layer(s) of one sequence at a time (plus the layer being compared): bound ${mib(mem.boundBytes)}, peak held ${mib(mem.peakHeldBytes)}; ${mem.passes} forward pass(es) per sequence. Memory does not grow with the number of sequences.`,
-    '',
-  );
-  return out.join('\n');
+/** The search's curve (k shared layers → Δ loss) and the matrix of single-share costs. */
+async function searchCharts(result: AnalysisResult, sub: string, put: (name: string, chart: Promise<Parameters<typeof writeChart>[0]>) => Promise<void>): Promise<void> {
+  const r = result.search;
+  if (!r) return;
+  const L = result.model.numLayers;
+  await put('search-curve', lineChart([{ name: 'searched plan', x: r.path.map((t) => t.step), y: r.path.map((t) => t.delta) }], {
+    title: 'Measured search: calibration loss rise by number of shared layers', subtitle: `${sub} · ${r.align === 'cosine' ? 'heads aligned' : 'heads unaligned'}`,
+    xTitle: 'shared layers', yTitle: 'Δ loss (nats/token)',
+  }));
+  const m = new Float64Array(L * L).fill(NaN);
+  for (const t of r.singles) m[t.moves[0].layer * L + t.moves[0].anchor] = t.delta;
+  const layers = Array.from({ length: L }, (_, i) => `L${i}`);
+  await put('single-shares', heatmap({ rows: L, cols: L, data: m }, layers, 'Measured cost of sharing one layer (row) with one anchor (column)', {
+    subtitle: `${sub} · Δ loss, nats/token`, colorTitle: 'Δ loss', reverse: true, format: '.3f',
+  }));
 }

@@ -25,8 +25,10 @@ import { makePlan, validatePlan, type PlanGroup, type SharingPlan } from '../mod
 import { sharingCost, type SharingCost } from '../sharing/cost.js';
 import { OptionError } from '../errors.js';
 
-export type StrategyName = 'echoatt' | 'span' | 'budget';
-export const STRATEGIES: readonly StrategyName[] = ['echoatt', 'span', 'budget'];
+/** The heuristics of this file, and `search` (measured; `search.ts`). */
+export type StrategyName = 'echoatt' | 'span' | 'budget' | 'search';
+export const STRATEGIES: readonly StrategyName[] = ['echoatt', 'span', 'budget', 'search'];
+export type HeuristicName = Exclude<StrategyName, 'search'>;
 
 /** Resource a `budget` plan removes a fraction of. */
 export type BudgetResource = 'flops' | 'kcache' | 'params';
@@ -328,11 +330,11 @@ export function budgetStrategy(input: StrategyInput, opts: BudgetOptions): Strat
   return outcome(input, 'budget', groupsFromAnchors(chosen), why);
 }
 
-/** Run all three strategies. */
+/** Run the three heuristic strategies. */
 export function allStrategies(
   input: StrategyInput,
   opts: { echoatt?: EchoattOptions; span?: SpanOptions; budget: BudgetOptions },
-): Record<StrategyName, StrategyOutcome> {
+): Record<HeuristicName, StrategyOutcome> {
   return {
     echoatt: echoattStrategy(input, opts.echoatt),
     span: spanStrategy(input, opts.span),

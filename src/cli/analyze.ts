@@ -5,9 +5,9 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadModel } from '../models/load.js';
-import { analyze, DEFAULT_BUDGET, DEFAULT_CRITICALITY_SEQS, DEFAULT_SEQS, DEFAULT_SEQ_LEN } from '../analysis/analyze.js';
+import { analyze, planNames, DEFAULT_BUDGET, DEFAULT_CRITICALITY_SEQS, DEFAULT_SEQS, DEFAULT_SEQ_LEN } from '../analysis/analyze.js';
 import { analysisSummary, writeReport } from '../analysis/report.js';
-import { DEFAULT_THRESHOLD, STRATEGIES, type BudgetResource } from '../analysis/strategies.js';
+import { DEFAULT_THRESHOLD, type BudgetResource } from '../analysis/strategies.js';
 import { fontInfo } from '../report/plot.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
@@ -105,8 +105,8 @@ export function registerAnalyze(program: Command): void {
         `analyzed ${result.model.name} on ${result.data.sequences}×${result.data.seqLen} tokens of ${result.data.description} ` +
           `in ${(result.timing.totalMs / 1000).toFixed(1)} s (${result.timing.similarityTokensPerSecond.toFixed(0)} tokens/s similarity)`,
         `teacher loss ${result.teacherLoss.mean.toFixed(4)} nats/token`,
-        ...STRATEGIES.map((k) => {
-          const g = result.plans[k].plan.groups;
+        ...planNames(result).map((k) => {
+          const g = result.plans[k]!.plan.groups;
           return `plan ${k}: ${g.length ? g.map((x) => `${x.anchor} <- [${x.shared.join(', ')}]`).join('; ') : '(nothing shared)'}`;
         }),
         `wrote ${f.out}/{similarity.json, report.md, plan-*.json, ${Object.keys(files.charts).join('|')}.{svg,png}}`,

@@ -43,9 +43,17 @@ export interface DecoderOps<T> {
   keep(x: T): T;
 }
 
-export interface DecoderOptions {
+export interface DecoderOptions<T> {
   /** Return the residual stream after these layers. */
   hiddenLayers?: readonly number[];
+  /**
+   * Start at layer `layer` with residual stream `x` (its input there), instead of embedding `ids`; `probs` holds the
+   * probabilities of anchors before `layer` that later echo layers read. For evaluating many variants of a model
+   * that share their first layers (the plan search) without recomputing those layers.
+   */
+  from?: { layer: number; x: T; probs: ReadonlyMap<number, T> };
+  /** Receives a copy of every layer's input residual stream, and every anchor's probabilities as they are computed. */
+  onLayerInput?: (layer: number, x: T) => void;
 }
 
 export interface DecoderResult<T> {
@@ -55,13 +63,19 @@ export interface DecoderResult<T> {
 }
 
 /** Run every layer over `ids`. Anchor probabilities are kept exactly as long as a later echo layer needs them. */
-export function runDecoder<T>(cfg: Readonly<LlamaConfig>, ops: DecoderOps<T>, ids: Int32Array, opts: DecoderOptions = {}): DecoderResult<T> {
+export function runDecoder<T>(cfg: Readonly<LlamaConfig>, ops: DecoderOps<T>, ids: Int32Array, opts: DecoderOptions<T> = {}): DecoderResult<T> {
   const lastUse = anchorLastUse(cfg.attention);
+  const start = opts.from?.layer ?? 0;
   const probsOf = new Map<number, T>();
+  for (const [a, last] of lastUse) {
+    const p = a < start && last >= start ? opts.from?.probs.get(a) : undefined;
+    if (p !== undefined) probsOf.set(a, p);
+  }
   const want = new Set(opts.hiddenLayers ?? []);
   const hidden = new Map<number, T>();
-  let x = ops.embed(ids);
-  for (let l = 0; l < cfg.numLayers; l++) {
+  let x = opts.from ? opts.from.x : ops.embed(ids);
+  for (let l = start; l < cfg.numLayers; l++) {
+    opts.onLayerInput?.(l, ops.keep(x));
     const xn = ops.rmsnorm(x, l, 'inputNorm');
     const att = attentionBlock(cfg, ops, l, cfg.attention[l], xn, probsOf, lastUse.has(l));
     x = ops.add(x, att);

@@ -20,7 +20,7 @@ import { OptionError } from '../errors.js';
 export interface CausalLM {
   readonly config: { readonly vocabSize: number; readonly maxPositions: number };
   newCache(batch: number, capacity: number): KVCache;
-  forward(ids: Int32Array, opts: { cache?: KVCache; lastOnly?: boolean }): Float32Array;
+  forward(ids: Int32Array, opts: { cache?: KVCache; lastOnly?: boolean; batch?: number }): Float32Array;
 }
 
 export interface GenerateOptions extends SamplerOptions {
@@ -103,4 +103,53 @@ export function generate(
     decodeTokensPerSecond: decoded > 0 ? (decoded * 1000) / (t2 - t1) : 0,
     seed: sampler.seed,
   };
+}
+
+export interface SampleSequencesOptions {
+  /** Number of sequences. */
+  count: number;
+  /** Tokens per sequence, BOS included. */
+  length: number;
+  /** Default 1 (the model's own distribution). */
+  temperature?: number;
+  /** Default 1 (no nucleus cut). */
+  topP?: number;
+  /** Sequence `i` samples with seed `seed + i`. Default 1. */
+  seed?: number;
+  /** Sequences generated together in one batched pass (default 16). */
+  batch?: number;
+  bosId: number;
+}
+
+/**
+ * Sequences sampled from the model's own distribution: each is BOS followed by `length − 1` sampled tokens (nothing
+ * stops it early, so every sequence has exactly `length` tokens). Sequences are decoded `batch` at a time through one
+ * batched KV cache; sequence `i` always uses seed `seed + i`, so the result does not depend on `batch`.
+ *
+ * @example
+ * const calib = sampleSequences(teacher, { count: 16, length: 256, bosId: tokenizer.bosId!, seed: 7 });
+ */
+export function sampleSequences(model: CausalLM, opts: SampleSequencesOptions): Int32Array[] {
+  const { count, length } = opts;
+  if (!(Number.isInteger(count) && count >= 0)) throw new OptionError('count', `must be a non-negative integer, got ${count}`);
+  if (!(Number.isInteger(length) && length >= 1 && length <= model.config.maxPositions)) {
+    throw new OptionError('length', `must be an integer from 1 to ${model.config.maxPositions}, got ${length}`);
+  }
+  const out: Int32Array[] = [];
+  const per = Math.max(1, opts.batch ?? 16);
+  for (let first = 0; first < count; first += per) {
+    const B = Math.min(per, count - first);
+    const samplers = Array.from({ length: B }, (_, b) => new Sampler({ temperature: opts.temperature ?? 1, topP: opts.topP ?? 1, seed: (opts.seed ?? 1) + first + b }));
+    const seqs = Array.from({ length: B }, () => new Int32Array(length).fill(opts.bosId, 0, 1));
+    const cache = model.newCache(B, length);
+    let step = Int32Array.from(seqs, (s) => s[0]);
+    for (let t = 1; t < length; t++) {
+      const logits = model.forward(step, { cache, batch: B, lastOnly: true }); // (B, V)
+      const V = model.config.vocabSize;
+      step = Int32Array.from(samplers, (s, b) => s.sample(logits.subarray(b * V, (b + 1) * V)));
+      seqs.forEach((s, b) => (s[t] = step[b]));
+    }
+    out.push(...seqs);
+  }
+  return out;
 }

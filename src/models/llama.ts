@@ -43,6 +43,13 @@ export interface ForwardOptions {
   onAttentionProbs?: AttentionProbsHook;
   /** Only these layers compute probabilities for the hook (default: all when a hook is given). */
   probsLayers?: ReadonlySet<number>;
+  /**
+   * Start at a layer from a given residual stream `(B·T, dim)` (updated in place: pass a copy) and the probabilities
+   * of the earlier anchors that later layers echo (see `DecoderOptions.from`). `ids` still give B and T.
+   */
+  from?: { layer: number; x: Float32Array; probs: ReadonlyMap<number, Float32Array> };
+  /** Receives a copy of each layer's input residual stream `(B·T, dim)`. */
+  onLayerInput?: (layer: number, x: Float32Array) => void;
 }
 
 export class LlamaModel {
@@ -109,7 +116,10 @@ export class LlamaModel {
     const pos = new Int32Array(batch * t);
     for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) pos[b * t + i] = past + i;
     const ops = new InferenceOps(this, { batch, t, pos, cache, onAttentionProbs: opts.onAttentionProbs, probsLayers: opts.probsLayers });
-    const { x } = runDecoder(this.config, ops, ids);
+    if (opts.from && opts.from.x.length !== batch * t * this.config.hiddenSize) {
+      throw new ShapeError('LlamaModel.forward', `from.x has ${opts.from.x.length} elements, expected ${batch * t * this.config.hiddenSize}`);
+    }
+    const { x } = runDecoder(this.config, ops, ids, { from: opts.from, onLayerInput: opts.onLayerInput });
     cache?.advance(t);
     return this.head(x, batch, t, opts.lastOnly ?? false);
   }
