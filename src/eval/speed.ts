@@ -127,3 +127,41 @@ export function measureSpeed(model: LlamaModel, opts: SpeedOptions = {}): SpeedR
     peakRssBytes: peakRssBytes(),
   };
 }
+
+export interface SpeedComparison {
+  /** Prefill of `prefill` tokens into an empty cache; decode of `decodeTokens` tokens after a `decodeFrom`-token prompt. */
+  settings: { prefill: number; decodeFrom: number; decodeTokens: number; rounds: number; backend: string; threads: number };
+  models: { name: string; prefillTokensPerSecond: number; decodeTokensPerSecond: number }[];
+}
+
+/**
+ * Prefill and decode throughput of several models measured side by side: `rounds` rounds, each running every model
+ * once in turn (so drifts of a shared machine hit all of them alike), keeping each model's fastest round.
+ *
+ * @example
+ * const s = compareSpeed([{ name: 'teacher', model: teacher }, { name: 'student', model: student }], { prefill: 256 });
+ * s.models[1].decodeTokensPerSecond / s.models[0].decodeTokensPerSecond; // the student's speed-up
+ */
+export function compareSpeed(
+  models: readonly { name: string; model: LlamaModel }[], o: { prefill?: number; decodeFrom?: number; decodeTokens?: number; rounds?: number } = {},
+): SpeedComparison {
+  const maxPos = Math.min(...models.map((m) => m.model.config.maxPositions));
+  const prefill = Math.min(o.prefill ?? maxPos, maxPos);
+  const decodeTokens = Math.min(o.decodeTokens ?? Math.floor(maxPos / 2), maxPos - 1);
+  const decodeFrom = Math.min(o.decodeFrom ?? maxPos - decodeTokens, maxPos - decodeTokens);
+  const rounds = o.rounds ?? 5;
+  const best = models.map(() => ({ prefillMs: Infinity, decodeMs: Infinity }));
+  for (const m of models) once(m.model, Math.min(16, prefill), 2); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    models.forEach((m, i) => {
+      const p = once(m.model, prefill, 0).prefillMs;
+      const d = once(m.model, decodeFrom, decodeTokens).decodeMs;
+      best[i] = { prefillMs: Math.min(best[i].prefillMs, p), decodeMs: Math.min(best[i].decodeMs, d) };
+    });
+  }
+  const be = models[0].model.backend;
+  return {
+    settings: { prefill, decodeFrom, decodeTokens, rounds, backend: be.name, threads: be.threads },
+    models: models.map((m, i) => ({ name: m.name, prefillTokensPerSecond: (prefill * 1000) / best[i].prefillMs, decodeTokensPerSecond: (decodeTokens * 1000) / best[i].decodeMs })),
+  };
+}
