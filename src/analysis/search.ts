@@ -81,6 +81,8 @@ export interface SearchResult {
   singles: Trial[];
   /** The best plan found with k shared layers, k = 1, 2, ... (the curve). */
   path: Trial[];
+  /** Every plan measured with k shared layers (`byStep[k − 1]`), lowest loss first: the ranking at each size. */
+  byStep: Trial[][];
   /** The chosen plan: lowest loss among measured plans meeting the budget. */
   chosen: Trial;
   /** Other plans meeting the budget, lowest loss first (at most 10). */
@@ -162,8 +164,9 @@ export function searchPlans(teacher: LlamaModel, sequences: readonly Int32Array[
   }
   const pool = [...measured.values()].filter((t) => (budget === null ? t.step === path.at(-1)!.step : met(t))).sort((x, y) => x.loss - y.loss);
   const chosen = pool[0] ?? path.at(-1)!;
+  const byStep = path.map((_, i) => [...measured.values()].filter((t) => t.step === i + 1).sort((x, y) => x.loss - y.loss));
   return {
-    teacherLoss, align, resource, budget, singles, path, chosen, runnersUp: pool.slice(1, 11),
+    teacherLoss, align, resource, budget, singles, path, byStep, chosen, runnersUp: pool.slice(1, 11),
     cost: { evaluations: ev.evaluations, forwardPasses: ev.passes, seconds: (performance.now() - t0) / 1000, sequences: sequences.length, tokens: sequences.length * (sequences[0].length - 1) },
   };
 }
