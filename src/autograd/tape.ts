@@ -84,6 +84,27 @@ export function defineOp<A, O, S>(def: OpDef<A, O, S>): OpDef<A, O, S> {
   return Object.freeze(def);
 }
 
+/**
+ * Make the common kind of op: one output Var, whose data `forward` returns, and a backward that runs only when that
+ * output got a gradient (`dy`). Saved state is the arguments and the output.
+ */
+export function defineVarOp<A>(def: {
+  readonly name: string;
+  forward(be: Backend, args: A, needGrad: boolean): Float32Array;
+  backward(be: Backend, saved: A & { y: Var }, dy: Float32Array): void;
+}): OpDef<A, Var, A & { y: Var }> {
+  return defineOp({
+    name: def.name,
+    forward(be, args, needGrad) {
+      const y = new Var(def.forward(be, args, needGrad));
+      return { out: y, saved: { ...args, y } };
+    },
+    backward(be, s) {
+      if (s.y.grad) def.backward(be, s, s.y.grad);
+    },
+  });
+}
+
 interface Entry {
   name: string;
   run: () => void;

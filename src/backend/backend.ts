@@ -182,11 +182,8 @@ export interface GemmParams {
   strideC?: number;
 }
 
-export interface AttentionParams {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  out: Float32Array;
+/** The shape every attention kernel is told: query rows `(B, Tq, H, D)` against `S` key/value positions of `Hkv` heads. */
+export interface AttentionShape {
   batch: number;
   tq: number;
   /** Number of key/value positions visible (≤ the cache capacity). */
@@ -194,6 +191,13 @@ export interface AttentionParams {
   nHeads: number;
   nKvHeads: number;
   headDim: number;
+}
+
+export interface AttentionParams extends AttentionShape {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  out: Float32Array;
   /** Absolute position of query row 0. Prefill: 0; decode step at position p: p (then `s = p + 1`). */
   qPos0: number;
   /** Score scale, usually `1 / sqrt(headDim)`. */
@@ -204,20 +208,14 @@ export interface AttentionParams {
   probs?: Float32Array;
 }
 
-export interface ProbsTimesVParams {
+export interface ProbsTimesVParams extends AttentionShape {
   probs: Float32Array;
   v: Float32Array;
   out: Float32Array;
-  batch: number;
-  tq: number;
-  s: number;
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
   kvBatchStride?: number;
 }
 
-export interface AttentionBackwardParams {
+export interface AttentionBackwardParams extends AttentionShape {
   q: Float32Array;
   k: Float32Array;
   v: Float32Array;
@@ -226,26 +224,50 @@ export interface AttentionBackwardParams {
   dq: Float32Array;
   dk: Float32Array;
   dv: Float32Array;
-  batch: number;
-  tq: number;
-  s: number;
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
   scale: number;
   dProbsExtra?: Float32Array;
 }
 
-export interface ProbsTimesVBackwardParams {
+export interface ProbsTimesVBackwardParams extends AttentionShape {
   probs: Float32Array;
   v: Float32Array;
   dout: Float32Array;
   dProbs: Float32Array;
   dv: Float32Array;
+}
+
+/** A {@link GemmParams} with every default filled in (what each backend and the validator work from). */
+export interface GemmLayout {
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  alpha: number;
+  beta: number;
   batch: number;
-  tq: number;
-  s: number;
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  aOff: number;
+  bOff: number;
+  cOff: number;
+}
+
+/** Resolve the defaults of a GEMM call: dense leading dimensions and batch strides, alpha 1, beta 0, offsets 0. */
+export function gemmLayout(p: GemmParams): GemmLayout {
+  const { m, n, k } = p;
+  const transA = p.transA ?? false;
+  const transB = p.transB ?? false;
+  const lda = p.lda ?? (transA ? m : k);
+  const ldb = p.ldb ?? (transB ? k : n);
+  const ldc = p.ldc ?? n;
+  return {
+    m, n, k, transA, transB, lda, ldb, ldc, alpha: p.alpha ?? 1, beta: p.beta ?? 0, batch: p.batch ?? 1,
+    strideA: p.strideA ?? (transA ? k * lda : m * lda), strideB: p.strideB ?? (transB ? n * ldb : k * ldb), strideC: p.strideC ?? m * ldc,
+    aOff: p.aOff ?? 0, bOff: p.bOff ?? 0, cOff: p.cOff ?? 0,
+  };
 }

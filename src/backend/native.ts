@@ -7,16 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type {
-  AttentionBackwardParams,
-  AttentionParams,
-  Backend,
-  GemmParams,
-  HalfDType,
-  ProbsTimesVBackwardParams,
-  ProbsTimesVParams,
-  RopeStyle,
-} from './backend.js';
+import { gemmLayout, type AttentionBackwardParams, type AttentionParams, type Backend, type GemmParams } from './backend.js';
+import type { HalfDType, ProbsTimesVBackwardParams, ProbsTimesVParams, RopeStyle } from './backend.js';
 import { ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
 
@@ -108,18 +100,10 @@ export class NativeBackend implements Backend {
   }
 
   gemm(p: GemmParams): void {
-    const { m, n, k } = p;
-    const transA = p.transA ?? false;
-    const transB = p.transB ?? false;
-    const lda = p.lda ?? (transA ? m : k);
-    const ldb = p.ldb ?? (transB ? k : n);
-    const ldc = p.ldc ?? n;
+    const g = gemmLayout(p);
     this.#addon.gemm(
-      p.a, p.b, p.c, m, n, k, transA, transB, p.aOff ?? 0, p.bOff ?? 0, p.cOff ?? 0, lda, ldb, ldc,
-      p.alpha ?? 1, p.beta ?? 0, p.batch ?? 1,
-      p.strideA ?? (transA ? k * lda : m * lda),
-      p.strideB ?? (transB ? n * ldb : k * ldb),
-      p.strideC ?? m * ldc,
+      p.a, p.b, p.c, g.m, g.n, g.k, g.transA, g.transB, g.aOff, g.bOff, g.cOff, g.lda, g.ldb, g.ldc,
+      g.alpha, g.beta, g.batch, g.strideA, g.strideB, g.strideC,
     );
   }
 

@@ -6,6 +6,7 @@
 import type {
   AttentionBackwardParams,
   AttentionParams,
+  AttentionShape,
   Backend,
   GemmParams,
   HalfDType,
@@ -13,6 +14,7 @@ import type {
   ProbsTimesVParams,
   RopeStyle,
 } from './backend.js';
+import { gemmLayout } from './backend.js';
 import { ShapeError } from '../errors.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 
@@ -22,22 +24,12 @@ export class ReferenceBackend implements Backend {
   setThreads(_n: number): void {}
 
   gemm(p: GemmParams): void {
-    const { m, n, k, a, b, c } = p;
-    const transA = p.transA ?? false;
-    const transB = p.transB ?? false;
-    const lda = p.lda ?? (transA ? m : k);
-    const ldb = p.ldb ?? (transB ? k : n);
-    const ldc = p.ldc ?? n;
-    const alpha = p.alpha ?? 1;
-    const beta = p.beta ?? 0;
-    const batch = p.batch ?? 1;
-    const sA = p.strideA ?? (transA ? k * lda : m * lda);
-    const sB = p.strideB ?? (transB ? n * ldb : k * ldb);
-    const sC = p.strideC ?? m * ldc;
+    const { a, b, c } = p;
+    const { m, n, k, transA, transB, lda, ldb, ldc, alpha, beta, batch, strideA, strideB, strideC, aOff, bOff, cOff } = gemmLayout(p);
     for (let bi = 0; bi < batch; bi++) {
-      const aO = (p.aOff ?? 0) + bi * sA;
-      const bO = (p.bOff ?? 0) + bi * sB;
-      const cO = (p.cOff ?? 0) + bi * sC;
+      const aO = aOff + bi * strideA;
+      const bO = bOff + bi * strideB;
+      const cO = cOff + bi * strideC;
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < n; j++) {
           let s = 0;
@@ -131,90 +123,65 @@ export class ReferenceBackend implements Backend {
   }
 
   attention(p: AttentionParams): void {
-    const { q, k, v, out, batch, tq, s, nHeads, nKvHeads, headDim: d, qPos0, scale } = p;
-    const group = nHeads / nKvHeads;
+    const { q, k, v, out, s, nKvHeads, headDim: d, qPos0, scale } = p;
     const kvStride = p.kvBatchStride ?? s * nKvHeads * d;
     const scores = new Float64Array(s);
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < nHeads; h++) {
-        const kh = Math.floor(h / group);
-        for (let t = 0; t < tq; t++) {
-          const qo = ((b * tq + t) * nHeads + h) * d;
-          const last = Math.min(qPos0 + t, s - 1);
-          let max = -Infinity;
-          for (let j = 0; j <= last; j++) {
-            const ko = b * kvStride + (j * nKvHeads + kh) * d;
-            let dot = 0;
-            for (let e = 0; e < d; e++) dot += q[qo + e] * k[ko + e];
-            scores[j] = dot * scale;
-            max = Math.max(max, scores[j]); // Math.max propagates NaN
-          }
-          let sum = 0;
-          for (let j = 0; j <= last; j++) {
-            scores[j] = Math.exp(scores[j] - max);
-            sum += scores[j];
-          }
-          for (let e = 0; e < d; e++) out[qo + e] = 0;
-          const pRow = ((b * nHeads + h) * tq + t) * s;
-          for (let j = 0; j < s; j++) {
-            const pj = j <= last ? scores[j] / sum : 0;
-            if (p.probs) p.probs[pRow + j] = pj;
-            if (j > last) continue;
-            const vo = b * kvStride + (j * nKvHeads + kh) * d;
-            for (let e = 0; e < d; e++) out[qo + e] += pj * v[vo + e];
-          }
-        }
+    forEachQueryRow(p, ({ b, kh, t, qo, pRow }) => {
+      const last = Math.min(qPos0 + t, s - 1);
+      let max = -Infinity;
+      for (let j = 0; j <= last; j++) {
+        const ko = b * kvStride + (j * nKvHeads + kh) * d;
+        let dot = 0;
+        for (let e = 0; e < d; e++) dot += q[qo + e] * k[ko + e];
+        scores[j] = dot * scale;
+        max = Math.max(max, scores[j]); // Math.max propagates NaN
       }
-    }
+      let sum = 0;
+      for (let j = 0; j <= last; j++) {
+        scores[j] = Math.exp(scores[j] - max);
+        sum += scores[j];
+      }
+      for (let e = 0; e < d; e++) out[qo + e] = 0;
+      for (let j = 0; j < s; j++) {
+        const pj = j <= last ? scores[j] / sum : 0;
+        if (p.probs) p.probs[pRow + j] = pj;
+        if (j > last) continue;
+        const vo = b * kvStride + (j * nKvHeads + kh) * d;
+        for (let e = 0; e < d; e++) out[qo + e] += pj * v[vo + e];
+      }
+    });
   }
 
   probsTimesV(p: ProbsTimesVParams): void {
-    const { probs, v, out, batch, tq, s, nHeads, nKvHeads, headDim: d } = p;
-    const group = nHeads / nKvHeads;
+    const { probs, v, out, s, nKvHeads, headDim: d } = p;
     const kvStride = p.kvBatchStride ?? s * nKvHeads * d;
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < nHeads; h++) {
-        const kh = Math.floor(h / group);
-        for (let t = 0; t < tq; t++) {
-          const o = ((b * tq + t) * nHeads + h) * d;
-          const pRow = ((b * nHeads + h) * tq + t) * s;
-          for (let e = 0; e < d; e++) {
-            let acc = 0;
-            for (let j = 0; j < s; j++) acc += probs[pRow + j] * v[b * kvStride + (j * nKvHeads + kh) * d + e];
-            out[o + e] = acc;
-          }
-        }
+    forEachQueryRow(p, ({ b, kh, qo, pRow }) => {
+      for (let e = 0; e < d; e++) {
+        let acc = 0;
+        for (let j = 0; j < s; j++) acc += probs[pRow + j] * v[b * kvStride + (j * nKvHeads + kh) * d + e];
+        out[qo + e] = acc;
       }
-    }
+    });
   }
 
   probsTimesVBackward(p: ProbsTimesVBackwardParams): void {
-    const { probs, v, dout, dProbs, dv, batch, tq, s, nHeads, nKvHeads, headDim: d } = p;
-    const group = nHeads / nKvHeads;
+    const { probs, v, dout, dProbs, dv, batch, s, nKvHeads, headDim: d } = p;
     dv.fill(0, 0, batch * s * nKvHeads * d);
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < nHeads; h++) {
-        const kh = Math.floor(h / group);
-        for (let t = 0; t < tq; t++) {
-          const o = ((b * tq + t) * nHeads + h) * d;
-          const pRow = ((b * nHeads + h) * tq + t) * s;
-          for (let j = 0; j < s; j++) {
-            const vo = ((b * s + j) * nKvHeads + kh) * d;
-            let dot = 0;
-            for (let e = 0; e < d; e++) {
-              dot += dout[o + e] * v[vo + e];
-              dv[vo + e] += probs[pRow + j] * dout[o + e];
-            }
-            dProbs[pRow + j] = dot;
-          }
+    forEachQueryRow(p, ({ b, kh, qo, pRow }) => {
+      for (let j = 0; j < s; j++) {
+        const vo = ((b * s + j) * nKvHeads + kh) * d;
+        let dot = 0;
+        for (let e = 0; e < d; e++) {
+          dot += dout[qo + e] * v[vo + e];
+          dv[vo + e] += probs[pRow + j] * dout[qo + e];
         }
+        dProbs[pRow + j] = dot;
       }
-    }
+    });
   }
 
   attentionBackward(p: AttentionBackwardParams): void {
     const { q, k, probs, dq, dk, batch, tq, s, nHeads, nKvHeads, headDim: d, scale } = p;
-    const group = nHeads / nKvHeads;
     const dP = new Float32Array(batch * nHeads * tq * s);
     this.probsTimesVBackward({ ...p, dProbs: dP });
     if (p.dProbsExtra) for (let i = 0; i < dP.length; i++) dP[i] += p.dProbsExtra[i];
@@ -222,24 +189,17 @@ export class ReferenceBackend implements Backend {
     this.softmaxBackward(probs, dP, dS, batch * nHeads * tq, s);
     dq.fill(0, 0, batch * tq * nHeads * d);
     dk.fill(0, 0, batch * s * nKvHeads * d);
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < nHeads; h++) {
-        const kh = Math.floor(h / group);
-        for (let t = 0; t < tq; t++) {
-          const qo = ((b * tq + t) * nHeads + h) * d;
-          const row = ((b * nHeads + h) * tq + t) * s;
-          for (let j = 0; j < s; j++) {
-            const g = dS[row + j] * scale;
-            if (g === 0) continue;
-            const ko = ((b * s + j) * nKvHeads + kh) * d;
-            for (let e = 0; e < d; e++) {
-              dq[qo + e] += g * k[ko + e];
-              dk[ko + e] += g * q[qo + e];
-            }
-          }
+    forEachQueryRow(p, ({ b, kh, qo, pRow }) => {
+      for (let j = 0; j < s; j++) {
+        const g = dS[pRow + j] * scale;
+        if (g === 0) continue;
+        const ko = ((b * s + j) * nKvHeads + kh) * d;
+        for (let e = 0; e < d; e++) {
+          dq[qo + e] += g * k[ko + e];
+          dk[ko + e] += g * q[qo + e];
         }
       }
-    }
+    });
   }
 
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number, causalOffset?: number): void {
@@ -356,4 +316,19 @@ function logSumExp(x: Float32Array, o: number, n: number): number {
   let sum = 0;
   for (let j = 0; j < n; j++) sum += Math.exp(x[o + j] - max);
   return max + Math.log(sum);
+}
+
+/**
+ * Every (batch entry `b`, query head `h` reading K/V head `kh`, query row `t`) of an attention shape, with the offset
+ * of the row in `(B, Tq, H, D)` (`qo`) and of its probabilities in `(B, H, Tq, S)` (`pRow`).
+ */
+function forEachQueryRow(p: AttentionShape, f: (r: { b: number; h: number; kh: number; t: number; qo: number; pRow: number }) => void): void {
+  const { batch, tq, s, nHeads, nKvHeads, headDim: d } = p;
+  const group = nHeads / nKvHeads;
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < nHeads; h++) {
+      const kh = Math.floor(h / group);
+      for (let t = 0; t < tq; t++) f({ b, h, kh, t, qo: ((b * tq + t) * nHeads + h) * d, pRow: ((b * nHeads + h) * tq + t) * s });
+    }
+  }
 }

@@ -6,12 +6,14 @@
 import type {
   AttentionBackwardParams,
   AttentionParams,
+  AttentionShape,
   Backend,
   GemmParams,
   ProbsTimesVBackwardParams,
   ProbsTimesVParams,
   RopeStyle,
 } from './backend.js';
+import { gemmLayout } from './backend.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
 
@@ -54,19 +56,7 @@ function heads(op: string, nHeads: number, nKvHeads: number): void {
 
 function checkGemm(p: GemmParams): void {
   const op = 'gemm';
-  const { m, n, k } = p;
-  const transA = p.transA ?? false;
-  const transB = p.transB ?? false;
-  const lda = p.lda ?? (transA ? m : k);
-  const ldb = p.ldb ?? (transB ? k : n);
-  const ldc = p.ldc ?? n;
-  const batch = p.batch ?? 1;
-  const sA = p.strideA ?? (transA ? k * lda : m * lda);
-  const sB = p.strideB ?? (transB ? n * ldb : k * ldb);
-  const sC = p.strideC ?? m * ldc;
-  const aOff = p.aOff ?? 0;
-  const bOff = p.bOff ?? 0;
-  const cOff = p.cOff ?? 0;
+  const { m, n, k, transA, transB, lda, ldb, ldc, batch, strideA: sA, strideB: sB, strideC: sC, aOff, bOff, cOff } = gemmLayout(p);
   dims(op, { m, n, k, lda, ldb, ldc, batch, strideA: sA, strideB: sB, strideC: sC, aOff, bOff, cOff });
   f32(op, 'a', p.a);
   f32(op, 'b', p.b);
@@ -90,13 +80,18 @@ function checkGemm(p: GemmParams): void {
   if (batch > 1 && !stacked && !sideBySide) throw new ShapeError(op, `strideC ${sC} makes batch outputs overlap`);
 }
 
-function checkAttentionShape(op: string, p: {
-  batch: number; tq: number; s: number; nHeads: number; nKvHeads: number; headDim: number;
-}): string {
+function checkAttentionShape(op: string, p: AttentionShape): string {
   const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
   dims(op, { batch, tq, s, nHeads, nKvHeads, headDim });
   heads(op, nHeads, nKvHeads);
   return `B=${batch} Tq=${tq} S=${s} H=${nHeads} Hkv=${nKvHeads} D=${headDim}`;
+}
+
+/** A checked attention shape's description and its dense element counts: queries, keys/values, probabilities. */
+function attentionSizes(op: string, p: AttentionShape): { shape: string; qn: number; kvn: number; pn: number } {
+  const shape = checkAttentionShape(op, p);
+  const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
+  return { shape, qn: batch * tq * nHeads * headDim, kvn: batch * s * nKvHeads * headDim, pn: batch * nHeads * tq * s };
 }
 
 /**
@@ -221,11 +216,7 @@ function attentionOps(inner: Backend): Pick<Backend, 'attention' | 'probsTimesV'
     },
     attentionBackward(p: AttentionBackwardParams) {
       const op = 'attentionBackward';
-      const shape = checkAttentionShape(op, p);
-      const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
-      const qn = batch * tq * nHeads * headDim;
-      const kvn = batch * s * nKvHeads * headDim;
-      const pn = batch * nHeads * tq * s;
+      const { shape, qn, kvn, pn } = attentionSizes(op, p);
       for (const [nm, a] of [['q', p.q], ['dout', p.dout], ['dq', p.dq]] as const) need(op, nm, f32(op, nm, a), qn, shape);
       for (const [nm, a] of [['k', p.k], ['v', p.v], ['dk', p.dk], ['dv', p.dv]] as const) need(op, nm, f32(op, nm, a), kvn, shape);
       need(op, 'probs', f32(op, 'probs', p.probs), pn, shape);
@@ -234,11 +225,7 @@ function attentionOps(inner: Backend): Pick<Backend, 'attention' | 'probsTimesV'
     },
     probsTimesVBackward(p: ProbsTimesVBackwardParams) {
       const op = 'probsTimesVBackward';
-      const shape = checkAttentionShape(op, p);
-      const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
-      const qn = batch * tq * nHeads * headDim;
-      const kvn = batch * s * nKvHeads * headDim;
-      const pn = batch * nHeads * tq * s;
+      const { shape, qn, kvn, pn } = attentionSizes(op, p);
       need(op, 'dout', f32(op, 'dout', p.dout), qn, shape);
       need(op, 'v', f32(op, 'v', p.v), kvn, shape);
       need(op, 'dv', f32(op, 'dv', p.dv), kvn, shape);
@@ -298,26 +285,25 @@ function pointwiseOps(inner: Backend): Pick<Backend, 'crossEntropy' | 'siluMul' 
       inner.axpy(alpha, x, y, n);
     },
     embedding(table, ids, out, vocab, dim) {
-      const op = 'embedding';
-      dims(op, { vocab, dim });
-      const shape = `table (${vocab}, ${dim}), ${ids?.length} ids`;
-      need(op, 'table', f32(op, 'table', table), vocab * dim, shape);
-      i32(op, 'ids', ids);
-      need(op, 'out', f32(op, 'out', out), ids.length * dim, shape);
-      checkIds(op, ids, vocab);
+      checkEmbedding('embedding', { table, out }, ids, vocab, dim);
       inner.embedding(table, ids, out, vocab, dim);
     },
     embeddingBackward(dOut, ids, dTable, vocab, dim) {
-      const op = 'embeddingBackward';
-      dims(op, { vocab, dim });
-      const shape = `table (${vocab}, ${dim}), ${ids?.length} ids`;
-      need(op, 'dTable', f32(op, 'dTable', dTable), vocab * dim, shape);
-      i32(op, 'ids', ids);
-      need(op, 'dOut', f32(op, 'dOut', dOut), ids.length * dim, shape);
-      checkIds(op, ids, vocab);
+      checkEmbedding('embeddingBackward', { dTable, dOut }, ids, vocab, dim);
       inner.embeddingBackward(dOut, ids, dTable, vocab, dim);
     }
   };
+}
+
+/** An embedding table `(vocab, dim)` (first entry of `arrays`) and rows `(ids, dim)` (second), and ids inside the vocabulary. */
+function checkEmbedding(op: string, arrays: Record<string, Float32Array>, ids: Int32Array, vocab: number, dim: number): void {
+  dims(op, { vocab, dim });
+  const shape = `table (${vocab}, ${dim}), ${ids?.length} ids`;
+  const [[tName, table], [rName, rows]] = Object.entries(arrays);
+  need(op, tName, f32(op, tName, table), vocab * dim, shape);
+  i32(op, 'ids', ids);
+  need(op, rName, f32(op, rName, rows), ids.length * dim, shape);
+  checkIds(op, ids, vocab);
 }
 
 function elementwise(op: string, a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {

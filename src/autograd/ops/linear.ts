@@ -3,8 +3,8 @@
  * gradient: `dx += dy · W`, `dW += dyᵀ · x`, `db += Σ_rows dy`, all as GEMMs on the backend (accumulating with
  * `beta = 1`, so no temporaries).
  */
-import { linear as linearKernel, linearRuns as linearRunsKernel } from '../../nn/layers.js';
-import { defineOp, Var } from '../tape.js';
+import { linear as linearKernel, linearRuns as linearRunsKernel, type LinearRun } from '../../nn/layers.js';
+import { defineVarOp, type Var } from '../tape.js';
 
 export type LinearArgs = {
   x: Var; // (rows, inDim)
@@ -15,17 +15,12 @@ export type LinearArgs = {
   outDim: number;
 };
 
-type Saved = LinearArgs & { y: Var };
-
-export const linear = defineOp<LinearArgs, Var, Saved>({
+export const linear = defineVarOp<LinearArgs>({
   name: 'linear',
   forward(be, a) {
-    const y = new Var(linearKernel(be, a.x.data, a.w.data, a.b?.data, a.rows, a.inDim, a.outDim));
-    return { out: y, saved: { ...a, y } };
+    return linearKernel(be, a.x.data, a.w.data, a.b?.data, a.rows, a.inDim, a.outDim);
   },
-  backward(be, s) {
-    const dy = s.y.grad;
-    if (!dy) return;
+  backward(be, s, dy) {
     const { rows, inDim, outDim } = s;
     if (s.x.requiresGrad) {
       const beta = s.x.grad === null ? 0 : 1;
@@ -41,18 +36,8 @@ export const linear = defineOp<LinearArgs, Var, Saved>({
   },
 });
 
-/** One block of {@link linearRuns}: a view `(n, k)` of `w` from `wOff` with row stride `ldw` (see `nn/layers.ts` LinearRun). */
-export type LinearRunVar = {
-  w: Var;
-  wOff: number;
-  ldw: number;
-  xOff: number;
-  k: number;
-  yOff: number;
-  n: number;
-  b?: Var;
-  bOff?: number;
-};
+/** One block of {@link linearRuns}: `nn/layers.ts`'s LinearRun over Vars (weight and bias views). */
+export type LinearRunVar = Omit<LinearRun, 'w' | 'bias'> & { w: Var; b?: Var };
 
 export type LinearRunsArgs = {
   x: Var; // (rows, xCols)
@@ -66,16 +51,13 @@ export type LinearRunsArgs = {
  * `y = Σ_runs` of block products over views of other layers' weights (a head-shared layer's projections). Backward
  * per run: `dx[:, xOff:] += dy[:, yOff:] · W_view`, `dW_view += dy[:, yOff:]ᵀ · x[:, xOff:]`, `db_view += Σ dy`.
  */
-export const linearRuns = defineOp<LinearRunsArgs, Var, LinearRunsArgs & { y: Var }>({
+export const linearRuns = defineVarOp<LinearRunsArgs>({
   name: 'linearRuns',
   forward(be, a) {
     const runs = a.runs.map((r) => ({ ...r, w: r.w.data, bias: r.b?.data }));
-    const y = new Var(linearRunsKernel(be, a.x.data, runs, a.rows, a.xCols, a.outDim));
-    return { out: y, saved: { ...a, y } };
+    return linearRunsKernel(be, a.x.data, runs, a.rows, a.xCols, a.outDim);
   },
-  backward(be, s) {
-    const dy = s.y.grad;
-    if (!dy) return;
+  backward(be, s, dy) {
     const { rows, xCols, outDim } = s;
     for (const r of s.runs) {
       if (s.x.requiresGrad) {

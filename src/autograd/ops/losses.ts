@@ -8,7 +8,7 @@
  * - {@link weightedSum}: `Σ w_i · L_i`.
  * Sums are accumulated in float64.
  */
-import { accumulate, defineOp, Var } from '../tape.js';
+import { accumulate, defineOp, defineVarOp, Var } from '../tape.js';
 
 export type CrossEntropyArgs = {
   logits: Var; // (rows, cols)
@@ -87,9 +87,8 @@ export const klDiv = defineOp<KlDivArgs, Var, KlSaved>({
 });
 
 export type MseArgs = { x: Var; target: Float32Array };
-type MseSaved = MseArgs & { y: Var };
 
-export const mse = defineOp<MseArgs, Var, MseSaved>({
+export const mse = defineVarOp<MseArgs>({
   name: 'mse',
   forward(_be, a) {
     const n = a.x.data.length;
@@ -99,12 +98,10 @@ export const mse = defineOp<MseArgs, Var, MseSaved>({
       const d = a.x.data[i] - a.target[i];
       sum += d * d;
     }
-    const y = new Var(Float32Array.of(n ? sum / n : 0));
-    return { out: y, saved: { ...a, y } };
+    return Float32Array.of(n ? sum / n : 0);
   },
-  backward(be, s) {
-    const dy = s.y.grad;
-    if (!dy || !s.x.requiresGrad) return;
+  backward(be, s, dy) {
+    if (!s.x.requiresGrad) return;
     const n = s.x.data.length;
     const k = (2 * dy[0]) / n;
     const g = new Float32Array(n);
@@ -114,9 +111,8 @@ export const mse = defineOp<MseArgs, Var, MseSaved>({
 });
 
 export type WeightedSumArgs = { terms: readonly Var[]; weights: readonly number[] };
-type WsSaved = WeightedSumArgs & { y: Var };
 
-export const weightedSum = defineOp<WeightedSumArgs, Var, WsSaved>({
+export const weightedSum = defineVarOp<WeightedSumArgs>({
   name: 'weightedSum',
   forward(_be, a) {
     if (a.terms.length !== a.weights.length) throw new Error('weightedSum: terms and weights differ in length');
@@ -125,12 +121,9 @@ export const weightedSum = defineOp<WeightedSumArgs, Var, WsSaved>({
       if (t.data.length !== 1) throw new Error('weightedSum: terms must be scalars');
       sum += a.weights[i] * t.data[0];
     });
-    const y = new Var(Float32Array.of(sum));
-    return { out: y, saved: { ...a, y } };
+    return Float32Array.of(sum);
   },
-  backward(be, s) {
-    const dy = s.y.grad;
-    if (!dy) return;
+  backward(be, s, dy) {
     s.terms.forEach((t, i) => accumulate(be, t, Float32Array.of(s.weights[i] * dy[0]), true));
   },
 });

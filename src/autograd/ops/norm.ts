@@ -1,5 +1,5 @@
 /** RMSNorm over the last dimension and its gradient (the backend's fused `rmsnormBackward`). */
-import { commitGrad, defineOp, gradTarget, Var } from '../tape.js';
+import { commitGrad, defineVarOp, gradTarget, type Var } from '../tape.js';
 
 export type RmsNormArgs = {
   x: Var; // (rows, dim)
@@ -9,18 +9,14 @@ export type RmsNormArgs = {
   eps: number;
 };
 
-type Saved = RmsNormArgs & { y: Var };
-
-export const rmsnorm = defineOp<RmsNormArgs, Var, Saved>({
+export const rmsnorm = defineVarOp<RmsNormArgs>({
   name: 'rmsnorm',
   forward(be, a) {
-    const y = new Var(new Float32Array(a.rows * a.dim));
-    be.rmsnorm(a.x.data, a.w.data, y.data, a.rows, a.dim, a.eps);
-    return { out: y, saved: { ...a, y } };
+    const y = new Float32Array(a.rows * a.dim);
+    be.rmsnorm(a.x.data, a.w.data, y, a.rows, a.dim, a.eps);
+    return y;
   },
-  backward(be, s) {
-    const dy = s.y.grad;
-    if (!dy) return;
+  backward(be, s, dy) {
     // The kernel always writes dx and accumulates dw; route unwanted outputs to scratch.
     const dxT = s.x.requiresGrad ? gradTarget(s.x) : { buf: new Float32Array(s.x.data.length), fresh: true };
     const dw = s.w.requiresGrad ? s.w.gradBuffer() : new Float32Array(s.dim);

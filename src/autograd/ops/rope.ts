@@ -3,7 +3,7 @@
  * output gradient (the backend's `rope(..., inverse = true)`).
  */
 import type { RopeStyle } from '../../backend/backend.js';
-import { accumulate, defineOp, Var } from '../tape.js';
+import { accumulate, defineVarOp, type Var } from '../tape.js';
 
 export type RopeArgs = {
   x: Var; // (nTok, nHeads, headDim)
@@ -16,18 +16,16 @@ export type RopeArgs = {
   style: RopeStyle;
 };
 
-type Saved = RopeArgs & { y: Var };
-
-export const rope = defineOp<RopeArgs, Var, Saved>({
+export const rope = defineVarOp<RopeArgs>({
   name: 'rope',
   forward(be, a) {
-    const y = new Var(a.x.data.slice());
-    be.rope(y.data, a.nTok, a.nHeads, a.headDim, a.pos, a.cos, a.sin, a.style);
-    return { out: y, saved: { ...a, y } };
+    const y = a.x.data.slice();
+    be.rope(y, a.nTok, a.nHeads, a.headDim, a.pos, a.cos, a.sin, a.style);
+    return y;
   },
-  backward(be, s) {
-    if (!s.y.grad || !s.x.requiresGrad) return;
-    const g = s.y.grad.slice();
+  backward(be, s, dy) {
+    if (!s.x.requiresGrad) return;
+    const g = dy.slice();
     be.rope(g, s.nTok, s.nHeads, s.headDim, s.pos, s.cos, s.sin, s.style, true);
     accumulate(be, s.x, g, true);
   },
