@@ -1,4 +1,8 @@
-/** End-to-end: `echoatt pipeline` on stories260K with tiny settings; artefacts, resume and overwrite protection. */
+/**
+ * End-to-end: `echoatt pipeline` on stories260K with tiny settings (the default teacher is gutenberg16); artefacts,
+ * the measured, head-aligned plan search with its ranking, held-out perplexity of all three models, resume and
+ * overwrite protection.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -7,8 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from './helpers.js';
 
-const TINY = ['--seqs', '2', '--seq-len', '64', '--distill-steps', '4', '--distill-generate', '4', '--distill-batch', '2', '--distill-seq-len', '64', '--limit', '3',
-  '--tasks', 'piqa,arc_easy,winogrande', '--ppl-tokens', '600'];
+const STORIES = path.join(repoRoot, '../shared/models/stories260K/stories260K.bin');
+const TINY = ['--model', STORIES, '--seqs', '4', '--seq-len', '64', '--distill-steps', '4', '--distill-generate', '4', '--distill-batch', '2', '--distill-seq-len', '64',
+  '--limit', '3', '--tasks', 'piqa,arc_easy,winogrande', '--ppl-windows', '3'];
 
 function cli(args: string[]) {
   return spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'pipeline', ...args], {
@@ -34,9 +39,16 @@ test('pipeline writes a complete, well-formed report and resumes instead of redo
       assert.ok(fs.existsSync(path.join(out, stage, 'stage.json')), `${stage} finished`);
     }
     const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
-    assert.equal(summary.format, 'echoatt-pipeline/1');
+    assert.equal(summary.format, 'echoatt-pipeline/2');
     assert.ok(summary.plan.groups.some((g: { shared: number[] }) => g.shared.length > 0));
-    assert.deepEqual(summary.evaluation.models, ['teacher', 'training-free student', 'distilled student']);
+    assert.equal(summary.plan.strategy, 'search (aligned)');
+    assert.ok(summary.search.chosen.delta !== null && summary.search.cost.evaluations > summary.search.path.length, 'the plan was measured against others');
+    assert.ok(summary.search.runnersUp.every((t: { loss: number }) => t.loss >= summary.search.chosen.loss), 'the chosen plan is the measured best');
+    assert.deepEqual(summary.heldOut.models.map((m: { name: string }) => m.name), ['teacher', 'training-free student', 'distilled student']);
+    assert.ok(summary.heldOut.models.every((m: { perplexity: number }) => Number.isFinite(m.perplexity) && m.perplexity > 1));
+    assert.match(summary.headline, /Held-out perplexity .* teacher [\d.]+, training-free student [\d.]+ .*distilled student [\d.]+/);
+    assert.deepEqual(summary.zeroShot.models, ['teacher', 'training-free student', 'distilled student']);
+    assert.ok(summary.speed.ratios.length === 2 && summary.speed.ratios.every((r: { decode: number }) => r.decode > 0));
     assert.ok(summary.cost.attentionFlops.removed / summary.cost.attentionFlops.total >= 0.3);
     const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
     for (const word of ['analyze', 'share', 'distill', 'evaluate', 'piqa', 'perplexity', 'prefill', 'KV-cache', 'Distillation loss']) {

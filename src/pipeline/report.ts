@@ -95,7 +95,8 @@ function sections(r: PipelineSummary): Section[] {
       `Teacher: \`${r.teacher.path}\` (${r.teacher.layers} layers, ${num(r.teacher.parameters)} parameters).`,
       `Calibration: ${r.analysis.data.description} (${r.analysis.data.sequences} × ${r.analysis.data.seqLen} tokens).`,
       `Plan: **${r.plan.groups.map((g) => `${g.shared.length > 1 ? `layers ${g.shared.join(', ')} reuse` : `layer ${g.shared[0]} reuses`} layer ${g.anchor}`).join('; ')}** — ${r.planWhy}.`,
-      ...(r.stagesSkipped.length ? [`Reused from an earlier interrupted run: ${r.stagesSkipped.join(', ')}.`] : []),
+      `Stages: analyze → share → ${r.distill ? 'distill' : 'distill (skipped: 0 steps)'} → evaluate → report.` +
+        (r.stagesSkipped.length ? ` Reused from an earlier interrupted run: ${r.stagesSkipped.join(', ')}.` : ''),
     ] },
     ...qualitySections(r), ...searchSection(r), ...distillSection(r), ...zeroShotSection(r),
     { title: 'Figures', images: [
