@@ -37,3 +37,34 @@ for (const name of availableBackends()) {
     }
   });
 }
+
+for (const name of availableBackends()) {
+  test(`GEMM-blocked attention backward and P·V backward match the kernels (${name})`, async () => {
+    const { attentionBackward, probsTimesVBackward } = await import('../src/nn/attention-backward.js');
+    const be = getBackend(name);
+    let seed = 100;
+    for (const c of [{ batch: 2, tq: 40, nHeads: 6, nKvHeads: 2, headDim: 8 }, { batch: 1, tq: 33, nHeads: 4, nKvHeads: 4, headDim: 16 }]) {
+      const { batch, tq, nHeads, nKvHeads, headDim } = c;
+      const shape = { batch, tq, s: tq, nHeads, nKvHeads, headDim };
+      const q = randn(batch * tq * nHeads * headDim, seed++, -2, 2);
+      const k = randn(batch * tq * nKvHeads * headDim, seed++, -2, 2);
+      const v = randn(batch * tq * nKvHeads * headDim, seed++);
+      const dout = randn(q.length, seed++);
+      const extra = randn(batch * nHeads * tq * tq, seed++);
+      const probs = new Float32Array(extra.length);
+      be.attention({ ...shape, q, k, v, out: new Float32Array(q.length), probs, qPos0: 0, scale: 0.3 });
+      const grads = () => ({ dq: new Float32Array(q.length).fill(NaN), dk: new Float32Array(k.length).fill(NaN), dv: new Float32Array(v.length).fill(NaN) });
+      const want = grads();
+      be.attentionBackward({ ...shape, q, k, v, probs, dout, ...want, scale: 0.3, dProbsExtra: extra });
+      const got = grads();
+      attentionBackward(be, { ...shape, q, k, v, probs, dout, ...got, scale: 0.3, dProbsExtra: extra });
+      for (const key of ['dq', 'dk', 'dv'] as const) assertClose(got[key], want[key], `attention ${key} ${JSON.stringify(c)}`, 1e-4, 1e-5);
+      const wantPv = { dProbs: new Float32Array(probs.length), dv: new Float32Array(v.length).fill(NaN) };
+      be.probsTimesVBackward({ ...shape, probs, v, dout, ...wantPv });
+      const gotPv = { dProbs: new Float32Array(probs.length).fill(NaN), dv: new Float32Array(v.length).fill(NaN) };
+      probsTimesVBackward(be, { ...shape, probs, v, dout, ...gotPv });
+      assertClose(gotPv.dProbs, wantPv.dProbs, `P·V dP ${JSON.stringify(c)}`, 1e-4, 1e-5);
+      assertClose(gotPv.dv, wantPv.dv, `P·V dv ${JSON.stringify(c)}`, 1e-4, 1e-5);
+    }
+  });
+}

@@ -2,14 +2,16 @@
  * Causal grouped-query attention (training layout `(B, T, H, D)`, no KV cache) and the shared-attention path.
  *
  * - {@link attention}: `out = softmax(q·kᵀ·scale, causal) · v`, also returning the probabilities `P` `(B, H, T, T)`
- *   as a Var. Its backward is the backend's `attentionBackward`, to which `P.grad` is handed as `dProbsExtra`: that
- *   is how layers that reused these probabilities (below) send their gradient into this layer's q and k.
+ *   as a Var. Its backward (GEMM-blocked for long sequences, `nn/attention-backward.ts`) receives `P.grad` as
+ *   `dProbsExtra`: that is how layers that reused these probabilities (below) send their gradient into this layer's
+ *   q and k.
  * - {@link probsTimesV}: `out = P · v` for a shared layer with the anchor's `P`; backward gives `dv` and
  *   ACCUMULATES `dP` into the anchor's `P.grad`. Tape order guarantees every shared layer's backward runs before the
  *   anchor's attention backward.
  */
 import { accumulate, defineOp, Var } from '../tape.js';
-import { gatherHeads as gatherHeadsKernel } from '../../nn/attention.js';
+import { attention as attentionForward, gatherHeads as gatherHeadsKernel, probsTimesV as probsTimesVForward } from '../../nn/attention.js';
+import { attentionBackward as attentionBackwardGemm, probsTimesVBackward as probsTimesVBackwardGemm } from '../../nn/attention-backward.js';
 
 export type AttentionShape = {
   batch: number;
@@ -39,7 +41,7 @@ export const attention = defineOp<AttentionArgs, AttentionOut, Saved>({
     const out = new Var(new Float32Array(batch * t * nh * d));
     const wantProbs = needGrad || a.keepProbs === true;
     const probs = new Var(wantProbs ? new Float32Array(batch * nh * t * t) : new Float32Array(0));
-    be.attention({
+    attentionForward(be, {
       q: a.q.data, k: a.k.data, v: a.v.data, out: out.data, probs: wantProbs ? probs.data : undefined,
       batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d, qPos0: 0, scale: a.scale,
     });
@@ -51,7 +53,7 @@ export const attention = defineOp<AttentionArgs, AttentionOut, Saved>({
     const dq = new Float32Array(s.q.data.length);
     const dk = new Float32Array(s.k.data.length);
     const dv = new Float32Array(s.v.data.length);
-    be.attentionBackward({
+    attentionBackwardGemm(be, {
       q: s.q.data, k: s.k.data, v: s.v.data, probs: s.probs.data, dout, dq, dk, dv,
       batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d, scale: s.scale,
       dProbsExtra: s.probs.grad ?? undefined,
@@ -77,7 +79,7 @@ export const probsTimesV = defineOp<ProbsTimesVArgs, Var, PvSaved>({
       throw new Error(`probsTimesV: the anchor's probabilities were not kept (${a.probs.data.length} elements)`);
     }
     const out = new Var(new Float32Array(batch * t * nh * d));
-    be.probsTimesV({ probs: a.probs.data, v: a.v.data, out: out.data, batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d });
+    probsTimesVForward(be, { probs: a.probs.data, v: a.v.data, out: out.data, batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d }, 0);
     return { out, saved: { ...a, out } };
   },
   backward(be, s) {
@@ -86,7 +88,7 @@ export const probsTimesV = defineOp<ProbsTimesVArgs, Var, PvSaved>({
     const { batch, t, nHeads: nh, nKvHeads: nkv, headDim: d } = s;
     const dProbs = new Float32Array(s.probs.data.length);
     const dv = new Float32Array(s.v.data.length);
-    be.probsTimesVBackward({ probs: s.probs.data, v: s.v.data, dout, dProbs, dv, batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d });
+    probsTimesVBackwardGemm(be, { probs: s.probs.data, v: s.v.data, dout, dProbs, dv, batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d });
     accumulate(be, s.probs, dProbs, true);
     accumulate(be, s.v, dv, true);
   },
