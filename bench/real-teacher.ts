@@ -41,7 +41,7 @@ const CALIB = Number(flag('calib', quick ? '4' : '16'));
 const STEPS = Number(flag('steps', quick ? '4' : '600'));
 const BATCH = Number(flag('batch', '8'));
 const SEQ = Number(flag('seq-len', '128'));
-const LR = Number(flag('lr', '2e-3'));
+const LR = Number(flag('lr', '1e-3'));
 const KS = flag('ks', '4,8,12').split(',').map(Number);
 const DIR = path.resolve('bench/.cache', quick ? 'real-teacher-quick' : 'real-teacher');
 if (args.includes('--fresh')) fs.rmSync(DIR, { recursive: true, force: true });
@@ -103,7 +103,7 @@ for (const k of KS) {
   const r = await phase(`distill-${k}`, async () => {
     const res = await distill({
       teacher, tokenizer: checkpoint.tokenizerPath!, plan, data: path.join(MODEL, 'train-sample.txt'), steps: STEPS, batch: BATCH, seqLen: SEQ, lr: LR,
-      loss: { alpha: 0, beta: 1, temperature: 1, gamma: 0 }, out: path.join(DIR, `distill-${k}`), resume: fs.existsSync(path.join(DIR, `distill-${k}`, 'checkpoint.safetensors')),
+      loss: { alpha: 0, beta: 1, temperature: 1, gamma: 0 }, train: 'groups', out: path.join(DIR, `distill-${k}`), resume: fs.existsSync(path.join(DIR, `distill-${k}`, 'checkpoint.safetensors')),
       plot: false, handleSigint: true, onProgress: (p) => p.phase === 'train' && p.step % 50 === 0 && process.stderr.write(`  k=${k} step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${p.tokensPerSec.toFixed(0)} tok/s\n`),
     });
     if (res.interrupted) process.exit(130);
@@ -120,7 +120,7 @@ const speed = compareSpeed([{ name: 'teacher', model: teacher }, ...[...students
 const out: string[] = [];
 const p = (...lines: string[]) => out.push(...(lines.length ? lines : ['']));
 p(`gutenberg16 (${L} layers, ${teacher.config.numHeads} heads / ${teacher.config.numKvHeads} KV heads); ${os.cpus()[0]?.model ?? 'cpu'}; backend ${be.name} (${(be as { simd?: string }).simd ?? 'n/a'}), ${be.threads} thread(s)`);
-p(`held-out: ${W} windows × 256 tokens spread over heldout.txt; calibration: ${CALIB} teacher samples × 256; distillation: train-sample.txt, ${STEPS} steps × ${BATCH} × ${SEQ} tokens, lr ${LR}, KL(T=1)`);
+p(`held-out: ${W} windows × 256 tokens spread over heldout.txt; calibration: ${CALIB} teacher samples × 256; distillation: train-sample.txt, ${STEPS} steps × ${BATCH} × ${SEQ} tokens, lr ${LR}, KL(T=1), shared layers and anchors trained`);
 p(`teacher held-out perplexity ${teacherPpl.toFixed(2)}`);
 p('', '### Analysis: are inner layers more alike?', '');
 p(`adjacent inner layers: mean cosine ${depth.adjacentInner}; outer pairs (L0–L1, L14–L15): ${depth.adjacentOuter}; thirds (first / middle / last): ${depth.thirds.first} / ${depth.thirds.middle} / ${depth.thirds.last}`);

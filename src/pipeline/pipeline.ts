@@ -109,6 +109,9 @@ async function distillStage(
     data: s.distillData ?? undefined,
     generate: s.distillData ? undefined : { count: s.distillGenerate, length: Math.min(256, t.model.config.maxPositions) },
     steps: s.distillSteps, batch: s.distillBatch, seqLen: s.distillSeqLen, lr: s.distillLr, out: run.dir('distill'), resume, seed: s.seed,
+    // Match the teacher's distribution (KL at T = 1) and train the layers sharing touches: the shared layers and their
+    // anchors. Training every parameter on a sample of the training text fits that sample and gains less held out.
+    loss: { alpha: 0, beta: 1, temperature: 1, gamma: 0 }, train: 'groups',
     handleSigint: true,
     onProgress: (p) => {
       if (p.phase === 'train') opts.onProgress?.('distill', p.step, p.steps);
