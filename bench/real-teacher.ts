@@ -63,7 +63,8 @@ async function phase<T>(name: string, f: () => Promise<T> | T): Promise<T> {
   return r;
 }
 
-const held = await heldOutWindows(tokenizer, path.join(MODEL, 'heldout.txt'), { windows: W, seqLen: 256 });
+// The books are one paragraph per line, tokenized line by line as the model was trained.
+const held = await heldOutWindows(tokenizer, path.join(MODEL, 'heldout.txt'), { windows: W, seqLen: 256, encoding: 'lines' });
 const calib = sampleSequences(teacher, { count: CALIB, length: 256, bosId: tokenizer.bosId!, seed: 1 });
 const ppl = (plan: SharingPlan | null) => heldOutPerplexity(plan ? withPlan(teacher, plan) : teacher, held).perplexity;
 const teacherPpl = await phase('teacher', () => ppl(null));
@@ -102,7 +103,7 @@ for (const k of KS) {
   const plan = parsePlan(t.plan, `k=${k} plan`);
   const r = await phase(`distill-${k}`, async () => {
     const res = await distill({
-      teacher, tokenizer: checkpoint.tokenizerPath!, plan, data: path.join(MODEL, 'train-sample.txt'), steps: STEPS, batch: BATCH, seqLen: SEQ, lr: LR,
+      teacher, tokenizer: checkpoint.tokenizerPath!, plan, data: path.join(MODEL, 'train-sample.txt'), textEncoding: 'lines', spreadData: true, steps: STEPS, batch: BATCH, seqLen: SEQ, lr: LR,
       loss: { alpha: 0, beta: 1, temperature: 1, gamma: 0 }, train: 'groups', out: path.join(DIR, `distill-${k}`), resume: fs.existsSync(path.join(DIR, `distill-${k}`, 'checkpoint.safetensors')),
       plot: false, handleSigint: true, onProgress: (p) => p.phase === 'train' && p.step % 50 === 0 && process.stderr.write(`  k=${k} step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${p.tokensPerSec.toFixed(0)} tok/s\n`),
     });

@@ -22,6 +22,7 @@
  */
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { TextEncoding } from '../tokenizer/lines.js';
 import { OptionError } from '../errors.js';
 import { calibrationSequences, type CalibrationData } from './calibration.js';
 import { resolveCorpusSource } from '../io/corpus.js';
@@ -57,6 +58,8 @@ export interface AnalyzeOptions {
   seed?: number;
   /** jsonl field / parquet column (default `text`). */
   field?: string;
+  /** `lines`: calibration text is one paragraph per line, encoded line by line (default `joined`). */
+  encoding?: TextEncoding;
   /** Number of calibration sequences N (default 32). */
   seqs?: number;
   /** Tokens per sequence T, BOS included (default 256, at most the model's max positions). */
@@ -140,7 +143,7 @@ export interface AnalysisResult {
 
 /** Resolve the calibration sequences of {@link AnalyzeOptions.data} (teacher samples by default). */
 export async function loadCalibration(
-  model: LlamaModel, tokenizer: Tokenizer, opts: Pick<AnalyzeOptions, 'data' | 'field' | 'seqs' | 'seed'> & { seqLen: number },
+  model: LlamaModel, tokenizer: Tokenizer, opts: Pick<AnalyzeOptions, 'data' | 'field' | 'seqs' | 'seed' | 'encoding'> & { seqLen: number },
 ): Promise<Pick<CalibrationData, 'sequences' | 'description' | 'requestedSeqs'> & { documentsRead?: number; documentsSampled?: number }> {
   const seqs = opts.seqs ?? DEFAULT_SEQS;
   if (typeof opts.data === 'object') {
@@ -158,7 +161,7 @@ export async function loadCalibration(
     return { sequences, description: `${seqs} samples of the model itself (temperature 1, seed ${seed})` };
   }
   const source = resolveCorpusSource(opts.data, { field: opts.field });
-  return calibrationSequences(tokenizer, source, { seqs, seqLen: opts.seqLen });
+  return calibrationSequences(tokenizer, source, { seqs, seqLen: opts.seqLen, encoding: opts.encoding });
 }
 
 /**

@@ -20,9 +20,12 @@
 import path from 'node:path';
 import { OptionError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { encodeText, type TextEncoding } from '../tokenizer/lines.js';
 import { chunks, describeSource, readDocuments, type CorpusSource } from '../io/corpus.js';
 
 export interface CalibrationOptions {
+  /** `lines`: the text is one paragraph per line, encoded line by line (see `tokenizer/lines.ts`). Default `joined`. */
+  encoding?: TextEncoding;
   /** Number of sequences N. */
   seqs: number;
   /** Tokens per sequence T, BOS included. */
@@ -65,7 +68,8 @@ export async function calibrationSequences(tokenizer: Tokenizer, source: CorpusS
   const { text, starts: docStarts } = await readCorpus(source);
   const bos = tokenizer.bosId;
   const body = bos === null ? seqLen : seqLen - 1;
-  const windows = spreadWindows(tokenizer, text, seqs, body) ?? consecutiveWindows(tokenizer, text, seqs, body);
+  const encode = (t: string) => encodeText(tokenizer, t, opts.encoding);
+  const windows = spreadWindows(tokenizer, encode, text, seqs, body) ?? consecutiveWindows(encode, text, seqs, body);
   if (windows.length === 0) {
     throw new OptionError('--data', `${describeSource(source)} holds fewer tokens than one sequence of ${seqLen}`);
   }
@@ -102,7 +106,7 @@ async function readCorpus(source: CorpusSource): Promise<{ text: string; starts:
 }
 
 /** The first `body` tokens of `text` from `at` (fewer at its end), and how many characters they took. */
-function tokensFrom(tokenizer: Tokenizer, text: string, at: number, body: number): { ids: number[]; end: number } {
+function tokensFrom(encode: (t: string) => number[], text: string, at: number, body: number): { ids: number[]; end: number } {
   for (let span = 8 * body + 64; ; span *= 2) {
     let end = Math.min(text.length, at + span);
     if (end < text.length) {
@@ -111,14 +115,14 @@ function tokensFrom(tokenizer: Tokenizer, text: string, at: number, body: number
       const cut = Math.max(ws, nl);
       if (cut > at) end = cut; // cut between words, so the last kept tokens are whole
     }
-    const ids = tokenizer.encode(text.slice(at, end), { bos: false });
+    const ids = encode(text.slice(at, end));
     // A margin of tokens past `body` keeps the cut from changing the tokens that are kept.
     if (ids.length >= body + 8 || end >= text.length) return { ids: ids.slice(0, body), end };
   }
 }
 
 /** N windows at evenly spaced line starts, or null when the text is too short for them not to overlap. */
-function spreadWindows(tokenizer: Tokenizer, text: string, n: number, body: number): { ids: number[]; at: number }[] | null {
+function spreadWindows(tokenizer: Tokenizer, encode: (t: string) => number[], text: string, n: number, body: number): { ids: number[]; at: number }[] | null {
   const starts = Array.from({ length: n }, (_, k) => {
     const c = Math.floor((k * text.length) / n);
     if (c === 0) return 0;
@@ -131,7 +135,7 @@ function spreadWindows(tokenizer: Tokenizer, text: string, n: number, body: numb
   for (let k = 0; k < n; k++) {
     const next = k + 1 < n ? starts[k + 1] : text.length;
     if (starts[k] >= next) return null;
-    const w = tokensFrom(tokenizer, text, starts[k], body);
+    const w = tokensFrom(encode, text, starts[k], body);
     // The kept tokens' text must end before the next window starts (windows never share text).
     if (w.ids.length < body || (k + 1 < n && starts[k] + tokenizer.decode(w.ids).length > next)) return null;
     out.push({ ids: w.ids, at: starts[k] });
@@ -140,11 +144,11 @@ function spreadWindows(tokenizer: Tokenizer, text: string, n: number, body: numb
 }
 
 /** Consecutive windows from the start of the text (small corpora). */
-function consecutiveWindows(tokenizer: Tokenizer, text: string, n: number, body: number): { ids: number[]; at: number }[] {
+function consecutiveWindows(encode: (t: string) => number[], text: string, n: number, body: number): { ids: number[]; at: number }[] {
   const stream: number[] = [];
   for (const piece of chunks(text)) {
     if (piece.trim() === '') continue;
-    for (const id of tokenizer.encode(piece, { bos: false })) stream.push(id);
+    for (const id of encode(piece)) stream.push(id);
     if (stream.length >= n * body) break;
   }
   const count = Math.min(n, Math.floor(stream.length / body));

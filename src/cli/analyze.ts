@@ -20,6 +20,7 @@ interface AnalyzeFlags {
   tokenizer?: string;
   data?: string;
   field?: string;
+  lines?: boolean;
   seqs: number;
   seqLen?: number;
   threshold?: number;
@@ -67,6 +68,7 @@ function analyzeOptions(cmd: Command): Command {
     .option('--tokenizer <path>', 'tokenizer.bin / tokenizer.json (default: found next to the model)')
     .option('-d, --data <path>', 'calibration text: file, folder of .txt, .jsonl or .parquet, sampled from end to end (default: samples of the model itself)')
     .option('--seed <n>', 'seed of the default teacher samples', intOption('--seed'), 1)
+    .option('--lines', 'calibration text is one paragraph per line: encode it line by line')
     .option('--field <name>', 'text field of a .jsonl file / column of a .parquet file (default: text)')
     .option('-n, --seqs <N>', 'number of calibration sequences', intOption('--seqs', 1), DEFAULT_SEQS)
     .option('-T, --seq-len <T>', `tokens per sequence, BOS included (default: ${DEFAULT_SEQ_LEN} or the model's max positions)`, intOption('--seq-len', 2))
@@ -101,6 +103,7 @@ async function runAnalyze(f: AnalyzeFlags): Promise<void> {
   const result = await analyze(model, tokenizer, {
     data: f.data,
     field: f.field,
+    encoding: f.lines ? 'lines' : 'joined',
     seqs: f.seqs,
     seqLen: f.seqLen,
     threshold: f.threshold,

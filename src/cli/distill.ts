@@ -17,6 +17,8 @@ interface DistillFlags {
   tokenizer?: string;
   data?: string[];
   field?: string;
+  lines?: boolean;
+  spread?: boolean;
   generate?: number;
   genLength: number;
   genTemperature: number;
@@ -82,6 +84,8 @@ function distillOptions(cmd: Command): Command {
     .option('--tokenizer <path>', 'tokenizer (default: the teacher\'s)')
     .option('--data <path>', 'training text: .txt, folder of .txt, .jsonl (--field), .parquet (--field), or jsonl of {"ids":[...]}; repeatable', collect)
     .option('--field <name>', 'jsonl field / parquet column with the text (default text)')
+    .option('--lines', 'text data is one paragraph per line: encode it line by line, as such corpora are tokenized for training')
+    .option('--spread', 'take text data at evenly spaced paragraphs over each whole source instead of from its start')
     .option('--generate <N>', 'also train on N samples drawn from the teacher first', intOption('--generate', 1))
     .option('--gen-length <L>', 'max new tokens per teacher sample', intOption('--gen-length', 1), 256)
     .option('--gen-temperature <t>', 'teacher sampling temperature', floatOption('--gen-temperature', 0), 1)
@@ -144,6 +148,7 @@ async function runDistill(f: DistillFlags): Promise<void> {
   const { onProgress, bar: progressBar } = progressPrinter(f.quiet);
   const res = await distill({
     teacher: f.teacher, student: f.student, plan: f.plan, tokenizer: f.tokenizer, data: f.data, dataField: f.field,
+    textEncoding: f.lines ? 'lines' : 'joined', spreadData: f.spread,
     generate: f.generate ? { count: f.generate, length: f.genLength, temperature: f.genTemperature, topP: f.genTopP } : undefined,
     maxDataTokens: f.maxDataTokens, steps: f.steps, out: f.out, seqLen: f.seqLen, batch: f.batch, accum: f.accum,
     lr: f.lr, minLr: f.minLr, warmup: f.warmup, weightDecay: f.weightDecay, clip: f.clip,

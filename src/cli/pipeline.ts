@@ -5,6 +5,7 @@ import type { StrategyName } from '../analysis/strategies.js';
 import { ProgressBar } from './progress.js';
 import { floatOption, intOption, THREADS_FLAG } from './options.js';
 import type { AlignMode } from '../analysis/search.js';
+import type { TextEncoding } from '../tokenizer/lines.js';
 
 interface PipelineFlags {
   model?: string;
@@ -25,6 +26,7 @@ interface PipelineFlags {
   limit?: number;
   ppl?: string;
   pplWindows?: number;
+  textEncoding?: string;
   threads?: number;
   force?: boolean;
   json?: boolean;
@@ -52,6 +54,7 @@ export function registerPipeline(program: Command): void {
     .option('--limit <n>', 'items per task', intOption('--limit', 1))
     .option('--ppl <file>', 'held-out perplexity text (default: heldout.txt beside the model, else WikiText-2 test)')
     .option('--ppl-windows <n>', 'held-out windows', intOption('--ppl-windows', 1))
+    .option('--text-encoding <how>', 'text files: lines (one paragraph per line, encoded line by line) | joined (default: lines when the model folder holds heldout.txt / train-sample.txt)')
     .option(...THREADS_FLAG)
     .option('--force', 'replace a previous run in --out')
     .option('--json', 'print summary.json to stdout')
@@ -66,7 +69,7 @@ async function runPipelineCommand(f: PipelineFlags): Promise<void> {
     out: f.out, model: f.model, data: f.data, budget: f.budget, strategy: f.strategy as StrategyName, align: f.align as AlignMode,
     analyzeSeqs: f.seqs, analyzeSeqLen: f.seqLen, distillSteps: f.distillSteps, distillData: f.distillData, distillGenerate: f.distillGenerate,
     distillBatch: f.distillBatch, distillSeqLen: f.distillSeqLen, distillLr: f.distillLr,
-    tasks: f.tasks?.split(',').map((t) => t.trim()).filter(Boolean), limit: f.limit, ppl: f.ppl, pplWindows: f.pplWindows, threads: f.threads, force: f.force,
+    tasks: f.tasks?.split(',').map((t) => t.trim()).filter(Boolean), limit: f.limit, ppl: f.ppl, pplWindows: f.pplWindows, textEncoding: f.textEncoding as TextEncoding | undefined, threads: f.threads, force: f.force,
     onStage: (stage, state, detail) => {
       bar?.finish();
       bar = undefined;

@@ -7,6 +7,7 @@ import type { LlamaModel } from '../models/llama.js';
 import type { SharingPlan } from '../models/sharing-plan.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { TrainSelection } from '../train/select.js';
+import type { TextEncoding } from '../tokenizer/lines.js';
 import type { EvalResult } from '../train/evaluate.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_LOSS, type LossWeights } from './loss.js';
@@ -40,6 +41,10 @@ export interface DistillOptions {
   data?: string | readonly string[];
   /** jsonl field / parquet column with the text (default `text`). */
   dataField?: string;
+  /** `lines`: text data is one paragraph per line, encoded line by line (default `joined`). */
+  textEncoding?: TextEncoding;
+  /** Take text data at evenly spaced paragraphs over each whole source instead of packing it from the start. */
+  spreadData?: boolean;
   /** Also train on samples from the teacher (drawn first, saved to `teacher-samples.jsonl`). */
   generate?: GenerateDataOptions;
   /** Stop reading text data after this many tokens (default: what `steps` consumes in one epoch). */

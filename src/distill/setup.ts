@@ -82,7 +82,7 @@ export async function distillData(
   const paths = opts.data === undefined ? [] : typeof opts.data === 'string' ? [opts.data] : [...opts.data];
   if (paths.length === 0 && !opts.generate) throw new OptionError('data', 'no training data: give --data and/or --generate');
   const parts: TokenDataset[] = [];
-  if (paths.length) parts.push(await loadData(m.tokenizer, paths, { seqLen: r.seqLen, field: opts.dataField, maxTokens: maxDataTokens }));
+  if (paths.length) parts.push(await loadData(m.tokenizer, paths, { seqLen: r.seqLen, field: opts.dataField, maxTokens: maxDataTokens, encoding: opts.textEncoding, spread: opts.spreadData }));
   const gen = opts.generate;
   if (gen) {
     const count = gen.count;
@@ -104,7 +104,7 @@ export async function distillEvalSets(opts: DistillOptions, r: ResolvedDistill, 
   const sets: { name: string; seqs: Int32Array[] }[] = [];
   const evalPaths = opts.eval === undefined ? [] : typeof opts.eval === 'string' ? [opts.eval] : [...opts.eval];
   for (const p of evalPaths) {
-    const ds = await loadData(m.tokenizer, [p], { seqLen: r.seqLen, field: opts.dataField, maxTokens: evalMax * (r.seqLen + 1) });
+    const ds = await loadData(m.tokenizer, [p], { seqLen: r.seqLen, field: opts.dataField, maxTokens: evalMax * (r.seqLen + 1), encoding: opts.textEncoding, spread: opts.spreadData });
     if (ds.sequences.length) sets.push({ name: path.basename(p), seqs: ds.sequences.slice(0, evalMax) });
   }
   if (opts.evalGenerate) {

@@ -13,6 +13,7 @@ import { calibrationSequences } from '../analysis/calibration.js';
 import { resolveCorpusSource } from '../io/corpus.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { TextEncoding } from '../tokenizer/lines.js';
 import { evaluateLoss, type EvalResult } from '../train/evaluate.js';
 
 export interface HeldOutWindows {
@@ -23,8 +24,8 @@ export interface HeldOutWindows {
 }
 
 /** `windows` windows of `seqLen` tokens spread over the text at `file`. */
-export async function heldOutWindows(tokenizer: Tokenizer, file: string, o: { windows: number; seqLen: number }): Promise<HeldOutWindows> {
-  const cal = await calibrationSequences(tokenizer, resolveCorpusSource(file), { seqs: o.windows, seqLen: o.seqLen });
+export async function heldOutWindows(tokenizer: Tokenizer, file: string, o: { windows: number; seqLen: number; encoding?: TextEncoding }): Promise<HeldOutWindows> {
+  const cal = await calibrationSequences(tokenizer, resolveCorpusSource(file), { seqs: o.windows, seqLen: o.seqLen, encoding: o.encoding });
   return { source: file, sequences: cal.sequences, seqLen: o.seqLen };
 }
 

@@ -28,7 +28,7 @@ export async function evaluateStage(
   if (prev) return prev;
   const models = [{ name: 'teacher', model: t.model }, ...students];
   const seqLen = Math.min(256, t.model.config.maxPositions);
-  const windows = await heldOutWindows(t.tokenizer, s.ppl, { windows: s.pplWindows, seqLen });
+  const windows = await heldOutWindows(t.tokenizer, s.ppl, { windows: s.pplWindows, seqLen, encoding: s.textEncoding });
   const heldOut = models.map((m, i) => {
     opts.onProgress?.('evaluate (held-out perplexity)', i, models.length);
     return { name: m.name, ...heldOutPerplexity(m.model, windows) };

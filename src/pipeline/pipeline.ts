@@ -70,7 +70,7 @@ async function analyzeStage(run: PipelineRun, s: PipelineSettings, t: LoadedMode
   const prev = run.reuse<AnalyzeRecord>('analyze');
   if (prev) return prev;
   const result = await analyze(t.model, t.tokenizer, {
-    data: s.data ?? undefined, seqs: s.analyzeSeqs, seqLen: Math.min(s.analyzeSeqLen, t.model.config.maxPositions), budget: s.budget,
+    data: s.data ?? undefined, encoding: s.textEncoding, seqs: s.analyzeSeqs, seqLen: Math.min(s.analyzeSeqLen, t.model.config.maxPositions), budget: s.budget,
     seed: s.seed, modelName: path.basename(s.model).replace(/\.bin$/, ''), search: s.strategy === 'search' ? { align: s.align } : false,
     onProgress: (p) => opts.onProgress?.(`analyze (${p.phase})`, p.done, p.total),
   });
@@ -106,7 +106,7 @@ async function distillStage(
   if (prev) return { record: prev, model: loadModel(prev.studentDir, { backend: t.model.backend }).model };
   const res = await distill({
     teacher: t.model, tokenizer: t.checkpoint.tokenizerPath ?? t.tokenizer, plan,
-    data: s.distillData ?? undefined,
+    data: s.distillData ?? undefined, textEncoding: s.textEncoding, spreadData: true,
     generate: s.distillData ? undefined : { count: s.distillGenerate, length: Math.min(256, t.model.config.maxPositions) },
     steps: s.distillSteps, batch: s.distillBatch, seqLen: s.distillSeqLen, lr: s.distillLr, out: run.dir('distill'), resume, seed: s.seed,
     // Match the teacher's distribution (KL at T = 1) and train the layers sharing touches: the shared layers and their

@@ -11,6 +11,7 @@ import { OptionError } from '../errors.js';
 import { SHARED_DIR } from '../paths.js';
 import { STRATEGIES, type StrategyName } from '../analysis/strategies.js';
 import type { AlignMode } from '../analysis/search.js';
+import type { TextEncoding } from '../tokenizer/lines.js';
 
 export const DEFAULT_PIPELINE_MODEL = path.join(SHARED_DIR, 'models/gutenberg16/model.bin');
 
@@ -46,6 +47,11 @@ export interface PipelineOptions {
   ppl?: string;
   /** Held-out windows (each of the model's context, at most 256). Default 64. */
   pplWindows?: number;
+  /**
+   * How text files are tokenized: `lines` (one paragraph per line, encoded line by line) or `joined`. Default `lines`
+   * when the model folder holds heldout.txt / train-sample.txt (that is their layout), else `joined`.
+   */
+  textEncoding?: TextEncoding;
   /** Threads of the native backend (default: ECHOATT_THREADS, else all cores). */
   threads?: number;
   /** Overwrite a previous run. */
@@ -66,6 +72,7 @@ function besideModel(model: string, name: string): string | null {
 export function resolvePipelineSettings(o: PipelineOptions) {
   const model = path.resolve(o.model ?? DEFAULT_PIPELINE_MODEL);
   const trainText = o.distillData ? path.resolve(o.distillData) : besideModel(model, 'train-sample.txt');
+  const folderTexts = besideModel(model, 'heldout.txt') !== null || besideModel(model, 'train-sample.txt') !== null;
   const s = {
     model,
     data: o.data ? path.resolve(o.data) : null,
@@ -84,10 +91,12 @@ export function resolvePipelineSettings(o: PipelineOptions) {
     limit: o.limit ?? 50,
     ppl: path.resolve(o.ppl ?? besideModel(model, 'heldout.txt') ?? path.join(SHARED_DIR, 'data/wikitext2/wiki.test.raw')),
     pplWindows: o.pplWindows ?? 64,
+    textEncoding: o.textEncoding ?? ((folderTexts ? 'lines' : 'joined') as TextEncoding),
     seed: o.seed ?? 1,
   };
   if (!(s.budget > 0 && s.budget < 1)) throw new OptionError('--budget', `expected a fraction in (0, 1), got ${s.budget}`);
   if (!STRATEGIES.includes(s.strategy)) throw new OptionError('--strategy', `expected one of ${STRATEGIES.join(', ')}, got '${s.strategy}'`);
+  if (s.textEncoding !== 'lines' && s.textEncoding !== 'joined') throw new OptionError('--text-encoding', `expected lines or joined, got '${s.textEncoding}'`);
   if (s.align !== 'none' && s.align !== 'cosine') throw new OptionError('--align', `expected none or cosine, got '${s.align}'`);
   for (const [k, v] of [['--distill-steps', s.distillSteps], ['--limit', s.limit], ['--seqs', s.analyzeSeqs], ['--seq-len', s.analyzeSeqLen], ['--ppl-windows', s.pplWindows]] as const) {
     if (!(Number.isInteger(v) && v >= 0)) throw new OptionError(k, `expected a non-negative integer, got ${v}`);

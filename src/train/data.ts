@@ -17,6 +17,8 @@ import { readDocuments, resolveCorpusSource, describeSource } from '../io/corpus
 import { generate } from '../models/generate.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { encodeLines, type TextEncoding } from '../tokenizer/lines.js';
+import { calibrationSequences } from '../analysis/calibration.js';
 import { writeAtomic, writeAll } from '../io/fsutil.js';
 import { OptionError, FormatError, IoError } from '../errors.js';
 
@@ -66,12 +68,25 @@ export function fingerprint(seqs: readonly Int32Array[]): string {
   return `${seqs.length}:${h.toString(16).padStart(8, '0')}`;
 }
 
+export interface TextDataOptions {
+  seqLen: number;
+  field?: string;
+  /** Stop after this many tokens. */
+  maxTokens?: number;
+  /** `lines`: one paragraph per line, encoded line by line (`tokenizer/lines.ts`). */
+  encoding?: TextEncoding;
+  /**
+   * Take the sequences at evenly spaced paragraphs over each whole source (each BOS + `seqLen` tokens) instead of
+   * packing documents from the start, so a run that reads a fraction of a corpus still sees all of it. Needs `maxTokens`.
+   */
+  spread?: boolean;
+}
+
 /** Tokenise text sources (in the order given) into sequences. */
-export async function textSequences(
-  tokenizer: Tokenizer, paths: readonly string[], opts: { seqLen: number; field?: string; maxTokens?: number },
-): Promise<TokenDataset> {
+export async function textSequences(tokenizer: Tokenizer, paths: readonly string[], opts: TextDataOptions): Promise<TokenDataset> {
   const L = opts.seqLen + 1;
   const maxTokens = opts.maxTokens ?? Infinity;
+  if (opts.spread) return spreadSequences(tokenizer, paths, opts);
   const docs: number[][] = [];
   let total = 0;
   const descs: string[] = [];
@@ -79,14 +94,15 @@ export async function textSequences(
     const source = resolveCorpusSource(p, opts.field !== undefined && /\.(jsonl|ndjson|parquet)$/i.test(p) ? { field: opts.field } : {});
     descs.push(describeSource(source));
     for await (const text of readDocuments(source)) {
-      const ids = tokenizer.encode(text, { bos: true });
+      const ids = opts.encoding === 'lines' ? [...(tokenizer.bosId !== null ? [tokenizer.bosId] : []), ...encodeLines(tokenizer, text)] : tokenizer.encode(text, { bos: true });
       docs.push(ids);
       total += ids.length;
       if (total >= maxTokens + L) break outer;
     }
   }
   const sequences = packDocuments(docs, opts.seqLen, maxTokens);
-  return { sequences, description: descs.join(' + '), fingerprint: fingerprint(sequences) };
+  const how = opts.encoding === 'lines' ? ' (line by line)' : '';
+  return { sequences, description: descs.join(' + ') + how, fingerprint: fingerprint(sequences) };
 }
 
 export interface SampleOptions {
@@ -162,7 +178,7 @@ export function checkVocab(ds: TokenDataset, vocab: number, what: string): void 
 }
 
 /** Text files, folders and ids-jsonl files (used as they are) into one dataset, in the order given. */
-export async function loadData(tokenizer: Tokenizer, paths: readonly string[], o: { seqLen: number; field?: string; maxTokens: number }): Promise<TokenDataset> {
+export async function loadData(tokenizer: Tokenizer, paths: readonly string[], o: TextDataOptions & { maxTokens: number }): Promise<TokenDataset> {
   const idFiles = paths.filter(isIdsJsonl);
   const textFiles = paths.filter((p) => !isIdsJsonl(p));
   const parts: TokenDataset[] = [];
@@ -189,4 +205,21 @@ function isIdsJsonl(p: string): boolean {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** {@link textSequences} with `spread`: windows at evenly spaced paragraphs, the count split evenly over the sources. */
+async function spreadSequences(tokenizer: Tokenizer, paths: readonly string[], opts: TextDataOptions): Promise<TokenDataset> {
+  if (opts.maxTokens === undefined || !Number.isFinite(opts.maxTokens)) throw new OptionError('data', 'spread sequences need a token budget (maxTokens)');
+  const total = Math.max(1, Math.ceil(opts.maxTokens / (opts.seqLen + 1)));
+  const sequences: Int32Array[] = [];
+  const descs: string[] = [];
+  for (const [i, p] of paths.entries()) {
+    const source = resolveCorpusSource(p, opts.field !== undefined && /\.(jsonl|ndjson|parquet)$/i.test(p) ? { field: opts.field } : {});
+    const n = Math.floor(total / paths.length) + (i < total % paths.length ? 1 : 0);
+    if (n === 0) continue;
+    const cal = await calibrationSequences(tokenizer, source, { seqs: n, seqLen: opts.seqLen + 1, encoding: opts.encoding });
+    sequences.push(...cal.sequences);
+    descs.push(`${describeSource(source)} (${cal.sequences.length} windows spread over ${cal.documentsRead} document(s)${opts.encoding === 'lines' ? ', line by line' : ''})`);
+  }
+  return { sequences, description: descs.join(' + '), fingerprint: fingerprint(sequences) };
 }
