@@ -14,7 +14,7 @@ import { LlamaModel } from '../src/models/llama.js';
 import { loadModel } from '../src/models/load.js';
 import type { StoredTensor } from '../src/tensor/tensor.js';
 import { SimilarityAccumulator, type SimilarityStats } from '../src/analysis/similarity.js';
-import { calibrationSequences } from '../src/analysis/calibration.js';
+import { calibrationSequences } from '../src/tokenizer/windows.js';
 import { budgetStrategy, echoattStrategy, spanStrategy, type StrategyInput } from '../src/analysis/strategies.js';
 import { analyze } from '../src/analysis/analyze.js';
 import { parsePlan, validatePlan, makePlan } from '../src/models/sharing-plan.js';

@@ -13,7 +13,6 @@ import { headLayout, makeHeadMap, parseHeadMap, validateHeadMap } from '../src/m
 import { loadModel, saveModel } from '../src/models/load.js';
 import { configFromJson, type LlamaConfig } from '../src/models/config.js';
 import { randomLlamaWeights } from '../src/models/random.js';
-import { expectedTensors } from '../src/models/tensor-spec.js';
 import { directShare, headSimilarity, HEAD_SHARE_STRATEGIES, selectHeadSharing, validateHeadShareOptions, formatHeadShareReport } from '../src/sharing/headshare.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { makePlan } from '../src/models/sharing-plan.js';

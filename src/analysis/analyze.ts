@@ -24,7 +24,7 @@ import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { TextEncoding } from '../tokenizer/lines.js';
 import { OptionError } from '../errors.js';
-import { calibrationSequences, type CalibrationData } from './calibration.js';
+import { calibrationSequences, type CalibrationData } from '../tokenizer/windows.js';
 import { resolveCorpusSource } from '../io/corpus.js';
 import { SimilarityAccumulator, RunningStat, type SimilarityStats } from './similarity.js';
 import { layerCriticality, mostSimilarEarlier, sequenceLoss, type CriticalityResult } from './criticality.js';

@@ -23,7 +23,7 @@
  * ```
  */
 import type { Backend } from '../backend/backend.js';
-import { EchoattError, AutogradError } from '../errors.js';
+import { AutogradError } from '../errors.js';
 
 /** A value in the graph: data plus (when it requires one) a gradient buffer of the same length. */
 export class Var {

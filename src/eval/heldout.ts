@@ -9,7 +9,7 @@
  * heldOutPerplexity(teacher, w).perplexity;
  * ```
  */
-import { calibrationSequences } from '../analysis/calibration.js';
+import { calibrationSequences } from '../tokenizer/windows.js';
 import { resolveCorpusSource } from '../io/corpus.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';

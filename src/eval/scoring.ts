@@ -29,7 +29,7 @@ import type { Backend } from '../backend/backend.js';
 import type { ForwardOptions } from '../models/llama.js';
 import type { KVCache } from '../models/kvcache.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { EchoattError, EvalError } from '../errors.js';
+import { EvalError } from '../errors.js';
 import type { Task, TaskItem } from './tasks/types.js';
 import { aggregate, chanceLevel, selectItems, type ItemScore, type TaskResult } from './metrics.js';
 

@@ -30,7 +30,7 @@
  * A head map may combine with a layer-wise sharing plan (see `layers.ts`): it may only name layers that compute their
  * own attention, since a layer that echoes an anchor has no q/k projections to share.
  */
-import { EchoattError, HeadMapError } from '../errors.js';
+import { HeadMapError } from '../errors.js';
 
 
 export interface HeadShareEntry {

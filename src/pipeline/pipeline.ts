@@ -28,7 +28,7 @@ import { OptionError, PlanError } from '../errors.js';
 import { writeFileAtomic } from '../report/plot.js';
 import { PipelineRun } from './stages.js';
 import { resolvePipelineSettings, type PipelineOptions, type PipelineSettings } from './settings.js';
-import { evaluateStage, type EvaluationResult } from './evaluate-stage.js';
+import { evaluateStage } from './evaluate-stage.js';
 import { pipelineSummary, type PipelineSummary } from './summary.js';
 import { writePipelineReport } from './report.js';
 

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { openSafetensors, writeSafetensors, toF32, type TensorData } from '../io/safetensors.js';
-import { EchoattError, CheckpointStateError } from '../errors.js';
+import { CheckpointStateError } from '../errors.js';
 import type { Param } from '../autograd/tape.js';
 import type { AdamW } from './optim.js';
 

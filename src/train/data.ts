@@ -18,7 +18,7 @@ import { generate } from '../models/generate.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { encodeLines, type TextEncoding } from '../tokenizer/lines.js';
-import { calibrationSequences } from '../analysis/calibration.js';
+import { calibrationSequences } from '../tokenizer/windows.js';
 import { writeAtomic, writeAll } from '../io/fsutil.js';
 import { OptionError, FormatError, IoError } from '../errors.js';
 

@@ -1,15 +1,11 @@
 /**
- * Calibration data for the analysis: read text from a file, a folder of `.txt` files, one field of a `.jsonl` file or
- * one column of a `.parquet` file (via `hyparquet`), tokenise it and cut it into `N` sequences of `T` tokens.
+ * Token windows over a text corpus (calibration for the analysis and the search, held-out windows, spread training
+ * data): `N` sequences of `T` tokens, each the tokenizer's BOS (when it has one) followed by `T − 1` text tokens.
  *
- * Every sequence starts with the tokenizer's BOS token (when it has one) followed by `T − 1` tokens taken in order from
- * the concatenated documents, so the result is a pure function of (data, tokenizer, N, T): files of a folder are read
- * in sorted name order, rows in file order, and nothing is sampled at random. Text is read lazily, document by document
- * and chunk by chunk, and reading stops as soon as enough tokens are there, so a large corpus costs only what is used.
- *
- * Default data: the Project Gutenberg books in `../shared/data/corpus/gutenberg` (sorted by name), with each book's
- * licence header and footer stripped (only the text between the `*** START OF` and `*** END OF` lines is kept) and
- * its hard line wraps joined (paragraphs stay separated by a blank line).
+ * Windows are spread over the whole source: window `k` starts at the first paragraph after character `k · C / N` of
+ * the documents joined by newlines (C characters in all), so a folder of books or a file of many documents is sampled
+ * from end to end, and the result is a pure function of (data, tokenizer, N, T). Text that is too short for N separate
+ * windows is cut into consecutive sequences instead. Text is encoded joined or line by line (`lines.ts`).
  *
  * @example
  * ```ts
@@ -17,10 +13,9 @@
  * const { sequences } = await calibrationSequences(tokenizer, source, { seqs: 16, seqLen: 256 });
  * ```
  */
-import path from 'node:path';
 import { OptionError } from '../errors.js';
-import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { encodeText, type TextEncoding } from '../tokenizer/lines.js';
+import type { Tokenizer } from './tokenizer.js';
+import { encodeText, type TextEncoding } from './lines.js';
 import { chunks, describeSource, readDocuments, type CorpusSource } from '../io/corpus.js';
 
 export interface CalibrationOptions {
@@ -44,11 +39,6 @@ export interface CalibrationData {
   documentsSampled: number;
   /** Set when the data held fewer tokens than N × T: the number of sequences that were asked for. */
   requestedSeqs?: number;
-}
-
-/** The default calibration corpus: `../shared/data/corpus/gutenberg`. */
-export function defaultCalibrationPath(sharedDir: string): string {
-  return path.join(sharedDir, 'data/corpus/gutenberg');
 }
 
 /** Characters of text read at most (the rest of a larger corpus is not read). */
