@@ -2,9 +2,8 @@
  * `echoatt analyze`: which layers attend alike, and sharing plans. Writes similarity.json, heatmaps (SVG + PNG),
  * plan-<strategy>.json and report.md into `--out`; progress with ETA on stderr; `--json` prints a summary on stdout.
  */
-import path from 'node:path';
 import type { Command } from 'commander';
-import { loadModel } from '../models/load.js';
+import { loadModel, modelName } from '../models/load.js';
 import { analyze, planNames, DEFAULT_BUDGET, DEFAULT_CRITICALITY_SEQS, DEFAULT_SEARCH_SEQS, DEFAULT_SEQS, DEFAULT_SEQ_LEN } from '../analysis/analyze.js';
 import type { AlignMode } from '../analysis/search.js';
 import { analysisSummary, writeReport } from '../analysis/report.js';
@@ -98,7 +97,7 @@ async function runAnalyze(f: AnalyzeFlags): Promise<void> {
   }
   const backend = backendFromOptions(f);
   const { model, tokenizer } = loadModel(f.model, { tokenizer: f.tokenizer, backend });
-  const name = path.basename(f.model).replace(/\.bin$/, '');
+  const name = modelName(f.model);
   let bar: ProgressBar | undefined;
   const result = await analyze(model, tokenizer, {
     data: f.data,

@@ -39,7 +39,7 @@ export function registerPipeline(program: Command): void {
     .requiredOption('-o, --out <dir>', 'output directory (an interrupted run there is resumed)')
     .option('-m, --model <path>', 'teacher model (default: gutenberg16 from ../shared; stories260K is ../shared/models/stories260K/stories260K.bin)')
     .option('-d, --data <path>', 'calibration text for the analysis and the search (default: samples of the teacher itself)')
-    .option('--budget <f>', 'fraction of attention FLOPs the plan removes', floatOption('--budget', 0), 0.3)
+    .option('--budget <f>', 'fraction of attention FLOPs the plan removes', floatOption('--budget', 0), 0.25)
     .option('--strategy <name>', 'plan strategy: search (measured) | budget | echoatt | span', 'search')
     .option('--align <mode>', 'head alignment of the searched plan: cosine | none', 'cosine')
     .option('--seqs <n>', 'calibration sequences', intOption('--seqs', 1), 16)

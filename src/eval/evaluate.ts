@@ -21,9 +21,8 @@
  * console.log(markdownTable(report));
  * ```
  */
-import path from 'node:path';
 import type { Backend } from '../backend/backend.js';
-import { loadModel } from '../models/load.js';
+import { loadModel, modelName } from '../models/load.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { OptionError } from '../errors.js';
@@ -136,9 +135,9 @@ export async function resolveTasks(tasks: readonly (string | Task)[], taskDir = 
   return out;
 }
 
-function modelName(arg: ModelArg, i: number): string {
-  if (typeof arg === 'string') return path.basename(arg).replace(/\.bin$/, '') || `model${i}`;
-  return arg.name ?? (arg.path ? path.basename(arg.path).replace(/\.bin$/, '') : `model${i}`);
+function displayName(arg: ModelArg, i: number): string {
+  if (typeof arg === 'string') return modelName(arg) || `model${i}`;
+  return arg.name ?? (arg.path ? modelName(arg.path) : `model${i}`);
 }
 
 /** Evaluate `models` side by side (see the module doc and {@link EvaluateOptions}). */
@@ -152,7 +151,7 @@ export async function evaluate(models: readonly ModelArg[], opts: EvaluateOption
   if (!tasks.length && !corpus && !opts.speed) throw new OptionError('eval', 'nothing to do: give tasks, a perplexity text, or speed');
 
   // Unique display names.
-  const names = models.map(modelName);
+  const names = models.map(displayName);
   names.forEach((n, i) => {
     if (names.indexOf(n) !== i) names[i] = `${n}#${i + 1}`;
   });

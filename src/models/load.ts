@@ -9,6 +9,7 @@
  * loadModel('out/copy').model; // the same logits
  * ```
  */
+import path from 'node:path';
 import { Llama2cTokenizer, loadTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { IoError } from '../errors.js';
 import { LlamaModel } from './llama.js';
@@ -55,4 +56,10 @@ export function stopIdsOf(tokenizer: Tokenizer): number[] {
  */
 export function saveModel(dir: string, model: LlamaModel, tokenizerPath?: string): void {
   writeModelCheckpoint(dir, model.config, weightsFromParams(model.config, model.params), tokenizerPath);
+}
+
+/** A short name for a model path: the file name without `.bin`, or the folder's name for a generic `model.bin`. */
+export function modelName(modelPath: string): string {
+  const base = path.basename(modelPath).replace(/\.bin$/, '');
+  return base === 'model' || base === 'config.json' ? path.basename(path.dirname(path.resolve(modelPath))) : base;
 }

@@ -14,7 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadModel, saveModel, type LoadedModel } from '../models/load.js';
+import { loadModel, modelName, saveModel, type LoadedModel } from '../models/load.js';
 import type { LlamaModel } from '../models/llama.js';
 import { parsePlan, type SharingPlan } from '../models/sharing-plan.js';
 import { analyze } from '../analysis/analyze.js';
@@ -71,7 +71,7 @@ async function analyzeStage(run: PipelineRun, s: PipelineSettings, t: LoadedMode
   if (prev) return prev;
   const result = await analyze(t.model, t.tokenizer, {
     data: s.data ?? undefined, encoding: s.textEncoding, seqs: s.analyzeSeqs, seqLen: Math.min(s.analyzeSeqLen, t.model.config.maxPositions), budget: s.budget,
-    seed: s.seed, modelName: path.basename(s.model).replace(/\.bin$/, ''), search: s.strategy === 'search' ? { align: s.align } : false,
+    seed: s.seed, modelName: modelName(s.model), search: s.strategy === 'search' ? { align: s.align } : false,
     onProgress: (p) => opts.onProgress?.(`analyze (${p.phase})`, p.done, p.total),
   });
   const files = await writeAnalysisReport(result, run.dir('analyze'), { command: 'echoatt pipeline' });

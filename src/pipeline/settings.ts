@@ -22,7 +22,7 @@ export interface PipelineOptions {
   model?: string;
   /** Calibration text for the analysis and the search (default: samples of the teacher itself). */
   data?: string;
-  /** Fraction of attention FLOPs the plan removes. Default 0.3. */
+  /** Fraction of attention FLOPs the plan removes. Default 0.25. */
   budget?: number;
   /** Plan strategy. Default `search` (measured). */
   strategy?: StrategyName;
@@ -76,7 +76,7 @@ export function resolvePipelineSettings(o: PipelineOptions) {
   const s = {
     model,
     data: o.data ? path.resolve(o.data) : null,
-    budget: o.budget ?? 0.3,
+    budget: o.budget ?? 0.25,
     strategy: o.strategy ?? ('search' as StrategyName),
     align: o.align ?? ('cosine' as AlignMode),
     analyzeSeqs: o.analyzeSeqs ?? 16,
