@@ -21,8 +21,15 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define ECHOATT_CPU_RELAX() _mm_pause()
+// MXCSR bits: flush-to-zero (15) and denormals-are-zero (6).
+#define ECHOATT_FTZ_DAZ 0x8040u
+#define ECHOATT_GET_CSR() _mm_getcsr()
+#define ECHOATT_SET_CSR(v) _mm_setcsr(v)
 #else
 #define ECHOATT_CPU_RELAX() std::this_thread::yield()
+#define ECHOATT_FTZ_DAZ 0u
+#define ECHOATT_GET_CSR() 0u
+#define ECHOATT_SET_CSR(v) ((void)(v))
 #endif
 
 namespace echoatt {
@@ -121,6 +128,7 @@ class Pool {
   // thread that starts late take a job's wake-up for "nothing new".
   void worker_loop(uint64_t seen) {
     t_in_pool_task = true;
+    ECHOATT_SET_CSR(ECHOATT_GET_CSR() | ECHOATT_FTZ_DAZ);  // workers only ever run kernels
     for (;;) {
       auto fresh = [&] { return generation_.load(std::memory_order_acquire) != seen || stopping_.load(); };
       if (!spin_until(fresh)) {
@@ -179,6 +187,9 @@ Pool& pool() {
 }  // namespace
 
 void pool_run(int64_t n_tasks, TaskFn fn, void* ctx) { pool().run(n_tasks, fn, ctx); }
+
+FlushDenormals::FlushDenormals() : saved_(ECHOATT_GET_CSR()) { ECHOATT_SET_CSR(saved_ | ECHOATT_FTZ_DAZ); }
+FlushDenormals::~FlushDenormals() { ECHOATT_SET_CSR(saved_); }
 int pool_threads() { return pool().threads(); }
 void pool_set_threads(int n) { pool().set_threads(n); }
 

@@ -19,6 +19,21 @@ void pool_run(int64_t n_tasks, TaskFn fn, void* ctx);
 // Number of threads kernels should plan for (the caller counts as one).
 int pool_threads();
 
+// Denormal floats (below 1.2e-38) cost x86 cores around a hundred cycles per operation, and training makes plenty:
+// softmax tails, and gradients of confident predictions. Kernels therefore run with flush-to-zero and
+// denormals-are-zero: pool workers always, the calling thread for the duration of each kernel call (this guard; the
+// previous mode is restored, so JavaScript's own arithmetic keeps IEEE denormals). No-op off x86.
+class FlushDenormals {
+ public:
+  FlushDenormals();
+  ~FlushDenormals();
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned saved_;
+};
+
 // Resize the pool (clamped to [1, 1024]). Not meant to be called concurrently with pool_run from another thread;
 // it waits for any job in flight.
 void pool_set_threads(int n);
