@@ -8,7 +8,7 @@
  * train-sample.txt (training books), never on the held-out books. Phases cache their results under
  * bench/.cache/real-teacher/ (a rerun continues; distillation resumes from its checkpoints); `--fresh` starts over.
  *
- * Flags: --windows N (64) --calib N (16) --steps N (distillation steps) --batch B --seq-len T --lr X --ks 4,8,12
+ * Flags: --windows N (64) --calib N (16) --steps N or N,N,N per --ks (300,600,1000) --batch B --seq-len T --lr X --ks 4,8,12
  *        --quick (a smoke run: few windows, tiny search, few steps) --fresh
  */
 import fs from 'node:fs';
@@ -38,11 +38,13 @@ const flag = (name: string, def: string) => {
 const quick = args.includes('--quick');
 const W = Number(flag('windows', quick ? '8' : '64'));
 const CALIB = Number(flag('calib', quick ? '4' : '16'));
-const STEPS = Number(flag('steps', quick ? '4' : '600'));
+const KS = flag('ks', '4,8,12').split(',').map(Number);
+/** Distillation steps per student (one number for all, or one per entry of --ks). */
+const STEP_LIST = flag('steps', quick ? '4' : '300,600,1000').split(',').map(Number);
+const stepsFor = (k: number) => STEP_LIST.length === KS.length ? STEP_LIST[KS.indexOf(k)] : STEP_LIST[0];
 const BATCH = Number(flag('batch', '8'));
 const SEQ = Number(flag('seq-len', '128'));
 const LR = Number(flag('lr', '1e-3'));
-const KS = flag('ks', '4,8,12').split(',').map(Number);
 const DIR = path.resolve('bench/.cache', quick ? 'real-teacher-quick' : 'real-teacher');
 if (args.includes('--fresh')) fs.rmSync(DIR, { recursive: true, force: true });
 fs.mkdirSync(DIR, { recursive: true });
@@ -96,6 +98,7 @@ const heuristic = await phase('heuristic', () => {
 
 // 3. Distillation of the searched, aligned plans at k = 4, 8, 12 on the training books.
 const distilled = new Map<number, number>();
+const distillInfo = new Map<number, { tokens: number; tokensPerSec: number }>();
 const students = new Map<number, ReturnType<typeof withPlan>>();
 for (const k of KS) {
   const t = searched.cosine.curve.find((c) => c.k === k);
@@ -103,14 +106,15 @@ for (const k of KS) {
   const plan = parsePlan(t.plan, `k=${k} plan`);
   const r = await phase(`distill-${k}`, async () => {
     const res = await distill({
-      teacher, tokenizer: checkpoint.tokenizerPath!, plan, data: path.join(MODEL, 'train-sample.txt'), textEncoding: 'lines', spreadData: true, steps: STEPS, batch: BATCH, seqLen: SEQ, lr: LR,
+      teacher, tokenizer: checkpoint.tokenizerPath!, plan, data: path.join(MODEL, 'train-sample.txt'), textEncoding: 'lines', spreadData: true, steps: stepsFor(k), batch: BATCH, seqLen: SEQ, lr: LR,
       loss: { alpha: 0, beta: 1, temperature: 1, gamma: 0 }, train: 'groups', out: path.join(DIR, `distill-${k}`), resume: fs.existsSync(path.join(DIR, `distill-${k}`, 'checkpoint.safetensors')),
       plot: false, handleSigint: true, onProgress: (p) => p.phase === 'train' && p.step % 50 === 0 && process.stderr.write(`  k=${k} step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${p.tokensPerSec.toFixed(0)} tok/s\n`),
     });
     if (res.interrupted) process.exit(130);
-    return { studentDir: res.studentDir, tokensPerSec: res.tokensPerSec, tokens: res.step * BATCH * SEQ, ppl: heldOutPerplexity(res.student, held).perplexity };
+    return { studentDir: res.studentDir, tokensPerSec: res.tokensPerSec, tokens: res.step * BATCH * SEQ, minutes: res.tokensPerSec ? (res.step * BATCH * SEQ) / res.tokensPerSec / 60 : 0, ppl: heldOutPerplexity(res.student, held).perplexity };
   });
   distilled.set(k, r.ppl);
+  distillInfo.set(k, r);
   students.set(k, loadModel(r.studentDir, { backend: be }).model);
 }
 
@@ -121,7 +125,7 @@ const speed = compareSpeed([{ name: 'teacher', model: teacher }, ...[...students
 const out: string[] = [];
 const p = (...lines: string[]) => out.push(...(lines.length ? lines : ['']));
 p(`gutenberg16 (${L} layers, ${teacher.config.numHeads} heads / ${teacher.config.numKvHeads} KV heads); ${os.cpus()[0]?.model ?? 'cpu'}; backend ${be.name} (${(be as { simd?: string }).simd ?? 'n/a'}), ${be.threads} thread(s)`);
-p(`held-out: ${W} windows × 256 tokens spread over heldout.txt; calibration: ${CALIB} teacher samples × 256; distillation: train-sample.txt, ${STEPS} steps × ${BATCH} × ${SEQ} tokens, lr ${LR}, KL(T=1), shared layers and anchors trained`);
+p(`held-out: ${W} windows × 256 tokens spread over heldout.txt; calibration: ${CALIB} teacher samples × 256; distillation: train-sample.txt (line by line, windows spread over all 20 books), ${KS.map((k) => `${stepsFor(k)} steps at k=${k}`).join(', ')}, ${BATCH} × ${SEQ} tokens per step, lr ${LR}, KL(T=1), shared layers and anchors trained`);
 p(`teacher held-out perplexity ${teacherPpl.toFixed(2)}`);
 p('', '### Analysis: are inner layers more alike?', '');
 p(`adjacent inner layers: mean cosine ${depth.adjacentInner}; outer pairs (L0–L1, L14–L15): ${depth.adjacentOuter}; thirds (first / middle / last): ${depth.thirds.first} / ${depth.thirds.middle} / ${depth.thirds.last}`);
@@ -156,7 +160,7 @@ for (const k of KS) {
   if (!c) continue;
   const cost = sharingCost(teacher.config, parsePlan(c.plan, 'plan'), 256);
   const d = distilled.get(k);
-  p(`| ${k}/${L} | ${(100 * cost.attentionFlops.removed / cost.attentionFlops.total).toFixed(1)}% | ${(100 * cost.kvCacheBytesPerToken.removedK / cost.kvCacheBytesPerToken.total).toFixed(1)}% | ${(100 * cost.params.removed / cost.params.total).toFixed(1)}% | ${teacherPpl.toFixed(2)} | ${c.ppl.toFixed(2)} (${rel(c.ppl)}) | ${d ? `${d.toFixed(2)} (${rel(d)})` : '–'} | ${STEPS * BATCH * SEQ} |`);
+  p(`| ${k}/${L} | ${(100 * cost.attentionFlops.removed / cost.attentionFlops.total).toFixed(1)}% | ${(100 * cost.kvCacheBytesPerToken.removedK / cost.kvCacheBytesPerToken.total).toFixed(1)}% | ${(100 * cost.params.removed / cost.params.total).toFixed(1)}% | ${teacherPpl.toFixed(2)} | ${c.ppl.toFixed(2)} (${rel(c.ppl)}) | ${d ? `${d.toFixed(2)} (${rel(d)})` : '–'} | ${distillInfo.get(k)?.tokens ?? '–'} (${(distillInfo.get(k)?.tokensPerSec ?? 0).toFixed(0)} tok/s) |`);
 }
 p('', `### Speed (prefill ${speed.settings.prefill} tokens; decode ${speed.settings.decodeTokens} tokens after ${speed.settings.decodeFrom}; best of ${speed.settings.rounds} alternating rounds)`, '');
 p('| model | prefill tok/s | decode tok/s | prefill vs teacher | decode vs teacher |', '|---|---:|---:|---:|---:|');
