@@ -67,3 +67,10 @@ test('at a 30% FLOP budget the search is within 0.02 nats/token of the exhaustiv
     assert.ok(r.cost.evaluations < 40, `${r.cost.evaluations} plans measured`);
   }
 });
+
+test('the curve goes on to L − 1 shared layers: once only anchors are left, an anchor is folded into an earlier layer', () => {
+  const short = calib.slice(0, 3).map((s) => s.subarray(0, 65));
+  const r = searchPlans(teacher, short, { maxShared: 4, align: 'none', beam: 1, candidates: 4 });
+  assert.deepEqual(r.path.map((t) => t.step), [1, 2, 3, 4]);
+  assert.deepEqual(r.path[3].plan.groups.map((g) => [...g.shared].sort()), [[1, 2, 3, 4]]);
+});

@@ -8,6 +8,8 @@
  * 2. **Beam search** over adding one move at a time: from each of the `beam` best plans so far, the `candidates`
  *    feasible moves with the lowest single cost are tried on top of it and measured; the `beam` best children go on.
  *    A layer that is shared cannot be an anchor and vice versa; no layer is excluded by rule (first and last included).
+ *    When only anchors are left unshared, a step folds one anchor and its layers into an earlier layer, so the curve
+ *    goes on to L − 1 shared layers.
  * 3. **Choice**: among every plan measured, the one with the lowest loss that removes at least `budget` of the
  *    resource (attention FLOPs, K cache or parameters); the report lists the runners-up. The accepted plan of each
  *    step is also the curve "k shared layers → loss".
@@ -111,6 +113,25 @@ function feasible(all: readonly Move[], moves: readonly Move[]): Move[] {
   return all.filter((m) => !shared.has(m.layer) && !anchors.has(m.layer) && !shared.has(m.anchor));
 }
 
+/**
+ * Plans with one more shared layer when no plain move is left: anchor `a` becomes a shared layer of an earlier
+ * unshared layer `b`, and the layers that read `a` read `b` instead (with the head maps of their new pairs).
+ */
+function foldAnchors(all: readonly Move[], moves: readonly Move[]): Move[][] {
+  const pick = (layer: number, anchor: number) => all.find((m) => m.layer === layer && m.anchor === anchor);
+  const shared = new Set(moves.map((m) => m.layer));
+  const out: Move[][] = [];
+  for (const a of new Set(moves.map((m) => m.anchor))) {
+    for (let b = 0; b < a; b++) {
+      const fold = pick(a, b);
+      if (shared.has(b) || !fold) continue;
+      const repointed = moves.map((m) => (m.anchor === a ? pick(m.layer, b) : m));
+      if (repointed.every((m): m is Move => m !== undefined)) out.push([...repointed, fold]);
+    }
+  }
+  return out;
+}
+
 /** Run the search (see the module doc). */
 export function searchPlans(teacher: LlamaModel, sequences: readonly Int32Array[], opts: SearchOptions = {}): SearchResult {
   const t0 = performance.now();
@@ -150,10 +171,12 @@ export function searchPlans(teacher: LlamaModel, sequences: readonly Int32Array[
     const children: Trial[] = [];
     for (const parent of frontier) {
       const moves = feasible(all, parent.moves).sort((x, y) => rank.get(key([x]))! - rank.get(key([y]))!).slice(0, perStep);
-      if (moves.length) ev.rebase(parent.plan);
-      for (const m of moves) {
-        const k = key([...parent.moves, m]);
-        if (!measured.has(k)) measured.set(k, trial([...parent.moves, m]));
+      // Once every unshared layer is an anchor, go on by folding one anchor (with its layers) into an earlier one.
+      const next = moves.length ? moves.map((m) => [...parent.moves, m]) : foldAnchors(all, parent.moves).slice(0, perStep);
+      if (next.length) ev.rebase(parent.plan);
+      for (const ms of next) {
+        const k = key(ms);
+        if (!measured.has(k)) measured.set(k, trial(ms));
         children.push(measured.get(k)!);
       }
     }
