@@ -131,3 +131,22 @@ export class CheckpointStateError extends EchoattError {
     super('E_CHECKPOINT', `${file}: ${message}`);
   }
 }
+
+/**
+ * An output folder or file cannot be written under echoatt's output policy: it holds something this command did not
+ * write, an earlier run that needs `--resume` or `--force`, the command's own input, or another run's lock.
+ */
+export class OutputError extends EchoattError {
+  readonly path: string;
+  constructor(path: string, message: string, code = 'E_OUTPUT') {
+    super(code, `${path}: ${message}`);
+    this.path = path;
+  }
+}
+
+/** The user interrupted a run (Ctrl-C); what was finished is kept and the command exits with 130. */
+export class InterruptedError extends EchoattError {
+  constructor(message: string) {
+    super('E_INTERRUPTED', message);
+  }
+}

@@ -171,7 +171,7 @@ describe('distill: crash safety and resume', () => {
 
   test('CLI: Ctrl-C (SIGINT) saves a checkpoint at the step boundary and exits with code 130', async () => {
     const out = tmp('cli-int');
-    const plan = path.join(out, 'in-plan.json');
+    const plan = path.join(tmp('plan'), 'in-plan.json'); // inputs live outside the output folder
     fs.writeFileSync(plan, JSON.stringify({ groups: [{ anchor: 1, shared: [2] }] }));
     const metrics = path.join(out, 'metrics.jsonl');
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'distill', '--teacher', STORIES, '--plan', plan, '--data', TEXT,
@@ -180,6 +180,7 @@ describe('distill: crash safety and resume', () => {
     child.stderr.on('data', (d) => (stderr += String(d)));
     const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
     while (!(fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').split('\n').filter(Boolean).length >= 3)) {
+      if (child.exitCode !== null) assert.fail(`distill exited (${child.exitCode}) before training: ${stderr}`);
       await new Promise((r) => setTimeout(r, 20));
     }
     child.kill('SIGINT');
@@ -232,7 +233,7 @@ describe('distill: end to end', () => {
 
   test('CLI: runs, checkpoints, resumes a finished run as a no-op, and reports bad options', async () => {
     const out = tmp('cli');
-    const plan = path.join(out, 'in-plan.json');
+    const plan = path.join(tmp('plan'), 'in-plan.json'); // inputs live outside the output folder
     fs.writeFileSync(plan, JSON.stringify({ groups: [{ anchor: 1, shared: [2] }] }));
     const base = ['src/cli/main.ts', 'distill', '--teacher', STORIES, '--plan', plan, '--data', TEXT, '--max-data-tokens', '136', '--steps', '8',
       '--seq-len', '16', '--batch', '2', '--checkpoint-every', '2', '--no-plot', '--quiet', '--json'];
@@ -252,7 +253,7 @@ describe('distill: end to end', () => {
     assert.ok(bytesOf(path.join(noCache, 'student/model.safetensors')).equals(bytesOf(path.join(res.studentDir, 'model.safetensors'))));
     const again = await runChild([...args, '--resume']);
     assert.equal(again.code, 0, again.stderr);
-    const bad = await runChild(['src/cli/main.ts', 'distill', '--teacher', STORIES, '--data', TEXT, '--steps', '2', '--out', out]);
+    const bad = await runChild(['src/cli/main.ts', 'distill', '--teacher', STORIES, '--data', TEXT, '--steps', '2', '--out', tmp('cli-bad')]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /give a student \(--student\) or a plan \(--plan\)/);
   });

@@ -603,8 +603,9 @@ describe('evaluate, table and speed', () => {
 
 describe('echoatt eval (CLI, end to end)', () => {
   test('stories260K twice with --limit: results.md, results.json, bar chart; zero deltas', async () => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'echoatt-eval-cli-'));
-    const txt = path.join(out, 'ppl.txt');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'echoatt-eval-cli-'));
+    const out = path.join(dir, 'out'); // the input text lives beside the output folder, not in it
+    const txt = path.join(dir, 'ppl.txt');
     fs.writeFileSync(txt, fs.readFileSync(path.join(sharedDir, 'data/wikitext2/wiki.test.raw'), 'utf8').slice(0, 6000));
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [
       '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'eval',

@@ -63,18 +63,22 @@ test('pipeline writes a complete, well-formed report and resumes instead of redo
     assert.ok(fs.existsSync(path.join(out, 'distill', 'student', 'config.json')));
     assert.ok(fs.existsSync(path.join(out, 'share', 'student', 'model.safetensors')));
 
-    // A complete run is not overwritten; different settings are refused too.
+    // A finished run is not overwritten: a rerun needs --resume (and then is complete already) or --force; different
+    // settings are refused on resume.
     const again = cli(['--out', out, ...TINY]);
     assert.equal(again.status, 2);
-    assert.match(again.stderr, /already holds a complete run/);
-    const other = cli(['--out', out, ...TINY, '--budget', '0.5']);
+    assert.match(again.stderr, /earlier `echoatt pipeline` run .*pass --resume to continue it or --force to replace it/);
+    const complete = cli(['--out', out, ...TINY, '--resume']);
+    assert.equal(complete.status, 2);
+    assert.match(complete.stderr, /already holds a complete run/);
+    const other = cli(['--out', out, ...TINY, '--budget', '0.5', '--resume']);
     assert.equal(other.status, 2);
     assert.match(other.stderr, /different settings/);
 
-    // Interrupted after distillation: the rerun reuses analyze/share/distill and redoes the rest.
+    // Interrupted after distillation: the resumed run reuses analyze/share/distill and redoes the rest.
     fs.rmSync(path.join(out, 'evaluate', 'stage.json'));
     fs.rmSync(path.join(out, 'report', 'stage.json'));
-    const resumed = cli(['--out', out, ...TINY]);
+    const resumed = cli(['--out', out, ...TINY, '--resume']);
     assert.equal(resumed.status, 0, resumed.stderr);
     for (const st of ['analyze', 'share', 'distill']) assert.match(resumed.stderr, new RegExp(`${st}: already done, reused`));
     assert.match(resumed.stderr, /evaluate: running/);
@@ -91,7 +95,7 @@ test('pipeline refuses a non-pipeline folder and bad options with clear errors',
     fs.writeFileSync(path.join(dir, 'precious.txt'), 'user data');
     const r = cli(['--out', dir, ...TINY]);
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /not an echoatt pipeline run/);
+    assert.match(r.stderr, /not empty and was not written by echoatt \(holds precious.txt\)/);
     assert.equal(fs.readFileSync(path.join(dir, 'precious.txt'), 'utf8'), 'user data');
     const b = cli(['--out', path.join(dir, 'x'), '--budget', '1.5']);
     assert.equal(b.status, 2);

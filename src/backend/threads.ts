@@ -6,15 +6,24 @@
  * parseThreads('2', '--threads'); // 2
  * parseThreads('two', 'ECHOATT_THREADS'); // throws OptionError: ECHOATT_THREADS: expected an integer from 1 to 1024, got 'two'
  */
+import os from 'node:os';
 import { OptionError } from '../errors.js';
 
 /** The native thread pool's limit. */
 export const MAX_THREADS = 1024;
 
-/** A thread count given as text (a flag or an environment variable). */
+/** The most threads a user may ask for: 4 × the cores (more only adds contention; a larger number is a typo). */
+export function maxUserThreads(): number {
+  return Math.min(MAX_THREADS, 4 * os.availableParallelism());
+}
+
+/** A thread count given as text (a flag or an environment variable): 1 … 4 × the cores. */
 export function parseThreads(text: string, source: string): number {
   const t = text.trim();
-  if (!/^\d+$/.test(t)) throw new OptionError(source, `expected an integer from 1 to ${MAX_THREADS}, got '${text}'`);
+  const max = maxUserThreads();
+  if (!/^\d+$/.test(t) || Number(t) < 1 || Number(t) > max) {
+    throw new OptionError(source, `expected an integer from 1 to ${max} (4 × the ${os.availableParallelism()} cores), got '${text}'`);
+  }
   return checkThreads(Number(t), source);
 }
 

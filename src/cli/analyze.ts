@@ -13,6 +13,7 @@ import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
 import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
 import { ProgressBar } from './progress.js';
+import { OutputFolder } from '../io/output.js';
 
 interface AnalyzeFlags {
   model: string;
@@ -37,6 +38,7 @@ interface AnalyzeFlags {
   maxShared?: number;
   seed: number;
   out: string;
+  force?: boolean;
   json?: boolean;
   quiet?: boolean;
   backend?: string;
@@ -85,6 +87,7 @@ function analyzeOptions(cmd: Command): Command {
     .option('--candidates <n>', 'search: moves tried per kept plan and step (default 8)', intOption('--candidates', 1))
     .option('--max-shared <k>', 'search: go to k shared layers and choose there, instead of stopping at the budget', intOption('--max-shared', 1))
     .requiredOption('-o, --out <dir>', 'output folder')
+    .option('--force', 'replace an earlier analyze output in --out (only the files it wrote)')
     .option('--json', 'print a JSON summary on stdout')
     .option('-q, --quiet', 'no progress bar')
     .option('--backend <name>', 'native | reference')
@@ -96,6 +99,7 @@ async function runAnalyze(f: AnalyzeFlags): Promise<void> {
     throw new OptionError('--budget-resource', `expected flops, kcache or params, got '${f.budgetResource}'`);
   }
   const backend = backendFromOptions(f);
+  const out = OutputFolder.open(f.out, { command: 'analyze', force: f.force, inputs: [f.model, f.tokenizer, f.data] });
   const { model, tokenizer } = loadModel(f.model, { tokenizer: f.tokenizer, backend });
   const name = modelName(f.model);
   let bar: ProgressBar | undefined;
@@ -122,7 +126,8 @@ async function runAnalyze(f: AnalyzeFlags): Promise<void> {
   });
   bar?.finish('writing report');
   const command = `echoatt analyze ${process.argv.slice(3).join(' ')}`.trim();
-  const files = await writeReport(result, f.out, { command });
+  const files = await writeReport(result, out.dir, { command });
+  out.close();
   if (!fontInfo().files.length && !f.quiet) {
     process.stderr.write('echoatt: note: DejaVu fonts not found (Debian: apt-get install fonts-dejavu-core); PNG text uses whatever system fonts exist\n');
   }

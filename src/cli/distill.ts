@@ -7,8 +7,9 @@ import { distill, type DistillProgress, type DistillResult, type TrainSelection 
 import { DEFAULT_LOSS } from '../distill/loss.js';
 import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
-import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
+import { backendFromOptions, floatOption, intOption, THREADS_FLAG, topPOption } from './options.js';
 import { ProgressBar } from './progress.js';
+import { OutputFolder } from '../io/output.js';
 
 interface DistillFlags {
   teacher: string;
@@ -43,6 +44,7 @@ interface DistillFlags {
   freezeEmbeddings?: boolean;
   checkpointEvery: number;
   resume?: boolean;
+  force?: boolean;
   seed: number;
   teacherCache?: string;
   eval?: string[];
@@ -89,7 +91,7 @@ function distillOptions(cmd: Command): Command {
     .option('--generate <N>', 'also train on N samples drawn from the teacher first', intOption('--generate', 1))
     .option('--gen-length <L>', 'max new tokens per teacher sample', intOption('--gen-length', 1), 256)
     .option('--gen-temperature <t>', 'teacher sampling temperature', floatOption('--gen-temperature', 0), 1)
-    .option('--gen-top-p <p>', 'teacher sampling nucleus (1 = off)', floatOption('--gen-top-p', 0), 1)
+    .option('--gen-top-p <p>', 'teacher sampling nucleus (1 = off)', topPOption('--gen-top-p'), 1)
     .option('--max-data-tokens <N>', 'stop reading text data after N tokens (default: one epoch of --steps)', intOption('--max-data-tokens', 1))
     .requiredOption('--steps <N>', 'optimizer steps', intOption('--steps', 1))
     .requiredOption('-o, --out <dir>', 'output folder (student/, checkpoint, metrics.jsonl, loss.svg/png, summary.json)')
@@ -110,6 +112,7 @@ function distillOptions(cmd: Command): Command {
     .option('--freeze-embeddings', 'keep the token embedding and LM head fixed')
     .option('--checkpoint-every <K>', 'checkpoint every K steps', intOption('--checkpoint-every', 1), 100)
     .option('--resume', 'continue from <out>/checkpoint.safetensors')
+    .option('--force', 'replace an earlier distill run in --out (only the files it wrote); with --resume: break a stale lock')
     .option('--seed <n>', 'seed of the data shuffle and teacher sampling', intOption('--seed'), 1)
     .option('--teacher-cache <dir>', 'cache teacher logits on disk (for several epochs)')
     .option('--eval <path>', 'held-out text to evaluate teacher and student on before and after; repeatable', collect)
@@ -145,18 +148,23 @@ function progressPrinter(quiet: boolean | undefined): { onProgress: (p: DistillP
 
 async function runDistill(f: DistillFlags): Promise<void> {
   const backend = backendFromOptions(f);
+  const out = OutputFolder.open(f.out, {
+    command: 'distill', resume: f.resume, force: f.force, resumable: true,
+    inputs: [f.teacher, f.student, f.plan, f.tokenizer, ...(f.data ?? []), ...(f.eval ?? [])],
+  });
   const { onProgress, bar: progressBar } = progressPrinter(f.quiet);
   const res = await distill({
     teacher: f.teacher, student: f.student, plan: f.plan, tokenizer: f.tokenizer, data: f.data, dataField: f.field,
     textEncoding: f.lines ? 'lines' : 'joined', spreadData: f.spread,
     generate: f.generate ? { count: f.generate, length: f.genLength, temperature: f.genTemperature, topP: f.genTopP } : undefined,
-    maxDataTokens: f.maxDataTokens, steps: f.steps, out: f.out, seqLen: f.seqLen, batch: f.batch, accum: f.accum,
+    maxDataTokens: f.maxDataTokens, steps: f.steps, out: out.dir, seqLen: f.seqLen, batch: f.batch, accum: f.accum,
     lr: f.lr, minLr: f.minLr, warmup: f.warmup, weightDecay: f.weightDecay, clip: f.clip,
     loss: { alpha: f.alpha, beta: f.beta, temperature: f.temperature, gamma: f.gamma }, hiddenLayers: f.hiddenLayers,
     train: trainSelection(f.train), freezeEmbeddings: f.freezeEmbeddings, checkpointEvery: f.checkpointEvery,
     resume: f.resume, seed: f.seed, teacherCache: f.teacherCache, eval: f.eval, evalGenerate: f.evalGenerate,
     evalMaxSeqs: f.evalMaxSeqs, backend, plot: f.plot, handleSigint: true, onProgress,
   });
+  out.close();
   const bar = progressBar();
   if (res.interrupted) {
     bar?.finish('interrupted');

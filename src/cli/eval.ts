@@ -4,7 +4,6 @@
  * and, with `--out DIR`, `results.md`, `results.json` and a bar chart `accuracy.svg` / `accuracy.png`.
  * Progress with ETA goes to stderr.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { evaluate, type ProgressEvent } from '../eval/evaluate.js';
@@ -17,6 +16,7 @@ import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL, SHARED_DIR } from './defaults.js';
 import { backendFromOptions, intOption, THREADS_FLAG } from './options.js';
 import { ProgressBar } from './progress.js';
+import { OutputFolder } from '../io/output.js';
 
 interface EvalFlags {
   model: string[];
@@ -38,6 +38,7 @@ interface EvalFlags {
   speedRepeats: number;
   bos?: boolean;
   out?: string;
+  force?: boolean;
   json?: boolean;
   quiet?: boolean;
   backend?: string;
@@ -132,6 +133,7 @@ export function registerEval(program: Command): void {
     .option('--bos', 'always prepend BOS to task contexts and the perplexity text')
     .option('--no-bos', 'never prepend BOS (the default of lm-eval for HF models before late 2025)')
     .option('-o, --out <dir>', 'write results.md, results.json and accuracy.svg/png here')
+    .option('--force', 'replace an earlier eval output in --out (only the files it wrote)')
     .option('--json', 'print the JSON report on stdout instead of Markdown')
     .option('-q, --quiet', 'no progress on stderr')
     .option('--backend <name>', 'native | reference')
@@ -143,6 +145,8 @@ export function registerEval(program: Command): void {
       const tasks = parseTasks(f.tasks);
       const modes = parseModes(f.pplMode);
       const speedCtx = parseIntList('--speed-ctx', f.speedCtx);
+      const out = f.out === undefined ? undefined
+        : OutputFolder.open(f.out, { command: 'eval', force: f.force, inputs: [...models, f.tokenizer, f.ppl, ...tasks.filter((t) => t.endsWith('.json'))] });
       const progress = progressPrinter(Boolean(f.quiet));
       const t0 = performance.now();
       let report: EvalReport;
@@ -167,10 +171,9 @@ export function registerEval(program: Command): void {
       }
       const md = markdownTable(report);
       const json = `${JSON.stringify(reportJson(report), null, 2)}\n`;
-      if (f.out) {
-        fs.mkdirSync(f.out, { recursive: true });
-        writeFileAtomic(path.join(f.out, 'results.md'), md);
-        writeFileAtomic(path.join(f.out, 'results.json'), json);
+      if (out) {
+        writeFileAtomic(out.file('results.md'), md);
+        writeFileAtomic(out.file('results.json'), json);
         const bars = accuracyBars(report);
         if (bars.length) {
           const chart = await barChart(bars, {
@@ -178,8 +181,9 @@ export function registerEval(program: Command): void {
             subtitle: `${report.models.map((m) => m.name).join(' vs ')}${report.settings.limit ? ` · ${report.settings.limitSelection === 'first' ? 'first' : 'seeded'} ${report.settings.limit} items per task` : ''} · whiskers: ± stderr`,
             yTitle: 'accuracy',
           });
-          writeChart(chart, path.join(f.out, 'accuracy'));
+          writeChart(chart, out.file('accuracy'));
         }
+        out.close();
       }
       process.stdout.write(f.json ? json : md);
       if (!f.quiet) process.stderr.write(`eval finished in ${((performance.now() - t0) / 1000).toFixed(1)} s${f.out ? `; wrote ${f.out}/results.{md,json}` : ''}\n`);

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadModel } from '../models/load.js';
 import { generate } from '../models/generate.js';
 import { DEFAULT_MODEL } from './defaults.js';
-import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
+import { backendFromOptions, floatOption, intOption, THREADS_FLAG, topPOption } from './options.js';
 
 interface GenerateFlags {
   model: string;
@@ -28,7 +28,7 @@ export function registerGenerate(program: Command): void {
     .option('-n, --max-tokens <n>', 'maximum number of new tokens', intOption('--max-tokens'), 256)
     .option('--steps <n>', 'bound on total sequence length incl. prompt, as run.c -n', intOption('--steps', 1))
     .option('-t, --temperature <t>', '0 = greedy', floatOption('--temperature', 0), 1)
-    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', floatOption('--top-p', 0), 0.9)
+    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', topPOption('--top-p'), 0.9)
     .option('-s, --seed <n>', 'random seed (default: time)', intOption('--seed'))
     .option('--backend <name>', 'native | reference')
     .option(...THREADS_FLAG)

@@ -10,6 +10,7 @@ import { OptionError } from '../errors.js';
 import { DEFAULT_MODEL } from './defaults.js';
 import { backendFromOptions, floatOption, intOption, THREADS_FLAG } from './options.js';
 import { postShare, type PenaltyKind } from '../sharing/postshare.js';
+import { OutputFolder } from '../io/output.js';
 
 interface HeadshareFlags {
   model: string;
@@ -18,6 +19,7 @@ interface HeadshareFlags {
   out: string;
   tokenizer?: string;
   report?: string;
+  force?: boolean;
   figures: boolean;
   json?: boolean;
   postTrain?: boolean;
@@ -58,6 +60,7 @@ export function registerHeadshare(program: Command): void {
     .requiredOption('-o, --out <dir>', 'output directory (Hugging Face layout, head map in config.json)')
     .option('--tokenizer <path>', 'tokenizer to save with the model (default: the model\'s)')
     .option('--report <dir>', 'where the figures and report JSON go (default: <out>/headshare-report)')
+    .option('--force', 'replace an earlier headshare output in --out / --report (only the files it wrote)')
     .option('--no-figures', 'skip the heat map / histogram figures')
     .option('--json', 'print the report as JSON on stdout')
     .option('--post-train', 'PostShare: post-train with a penalty pulling matched heads together, then share')
@@ -85,6 +88,11 @@ export function registerHeadshare(program: Command): void {
         if (stray) throw new OptionError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, 'only used with --post-train (PostShare)');
       }
       const backend = backendFromOptions(f);
+      const policy = { command: 'headshare', force: f.force, resume: f.resume, resumable: Boolean(f.postTrain), inputs: [f.model, f.tokenizer, f.data] };
+      const out = OutputFolder.open(f.out, policy);
+      const reportDir = f.report ? path.resolve(f.report) : out.file('headshare-report');
+      const inOut = reportDir === out.dir || reportDir.startsWith(out.dir + path.sep);
+      const reportOut = inOut ? undefined : OutputFolder.open(reportDir, { ...policy, flag: '--report' });
       const { model, tokenizer, checkpoint } = loadModel(f.model, { backend });
       const opts = validateHeadShareOptions({ shareRate: f.shareRate, strategy: f.strategy }, model.config);
       let res;
@@ -104,9 +112,10 @@ export function registerHeadshare(program: Command): void {
       } else {
         res = directShare(model, opts);
       }
-      saveModel(f.out, res.model, f.tokenizer ?? checkpoint.tokenizerPath);
-      const reportDir = f.report ?? path.join(f.out, 'headshare-report');
+      saveModel(out.dir, res.model, f.tokenizer ?? checkpoint.tokenizerPath);
       const figures = f.figures ? await writeHeadShareFigures(res.report, reportDir) : [];
+      out.close();
+      reportOut?.close();
       if (f.json) {
         process.stdout.write(`${JSON.stringify(res.report, null, 2)}\n`);
       } else {

@@ -23,6 +23,15 @@ export function floatOption(flag: string, min = -Infinity) {
   };
 }
 
+/** A nucleus threshold: in (0, 1] (1 = off). */
+export function topPOption(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new OptionError(flag, `expected a number in (0, 1] (1 = off), got '${v}'`);
+    return n;
+  };
+}
+
 /** Apply `--backend` / `--threads` and return the backend to use. */
 export function backendFromOptions(opts: { backend?: string; threads?: number }): Backend {
   if (opts.backend !== undefined && opts.backend !== 'native' && opts.backend !== 'reference') {

@@ -29,6 +29,7 @@ interface PipelineFlags {
   textEncoding?: string;
   threads?: number;
   force?: boolean;
+  resume?: boolean;
   json?: boolean;
 }
 
@@ -36,7 +37,7 @@ export function registerPipeline(program: Command): void {
   program
     .command('pipeline')
     .description('run the whole method: analyze + measured plan search → share → distill → evaluate on held-out text → report.html')
-    .requiredOption('-o, --out <dir>', 'output directory (an interrupted run there is resumed)')
+    .requiredOption('-o, --out <dir>', 'output directory (new or empty; an earlier run there needs --resume or --force)')
     .option('-m, --model <path>', 'teacher model (default: gutenberg16 from ../shared; stories260K is ../shared/models/stories260K/stories260K.bin)')
     .option('-d, --data <path>', 'calibration text for the analysis and the search (default: samples of the teacher itself)')
     .option('--budget <f>', 'fraction of attention FLOPs the plan removes', floatOption('--budget', 0), 0.25)
@@ -56,7 +57,8 @@ export function registerPipeline(program: Command): void {
     .option('--ppl-windows <n>', 'held-out windows', intOption('--ppl-windows', 1))
     .option('--text-encoding <how>', 'text files: lines (one paragraph per line, encoded line by line) | joined (default: lines when the model folder holds heldout.txt / train-sample.txt)')
     .option(...THREADS_FLAG)
-    .option('--force', 'replace a previous run in --out')
+    .option('--resume', 'continue an interrupted run in --out with the same settings (finished stages are reused)')
+    .option('--force', 'replace a previous run in --out (only the files it wrote); with --resume: break a stale lock')
     .option('--json', 'print summary.json to stdout')
     .action(runPipelineCommand);
 }
@@ -69,7 +71,7 @@ async function runPipelineCommand(f: PipelineFlags): Promise<void> {
     out: f.out, model: f.model, data: f.data, budget: f.budget, strategy: f.strategy as StrategyName, align: f.align as AlignMode,
     analyzeSeqs: f.seqs, analyzeSeqLen: f.seqLen, distillSteps: f.distillSteps, distillData: f.distillData, distillGenerate: f.distillGenerate,
     distillBatch: f.distillBatch, distillSeqLen: f.distillSeqLen, distillLr: f.distillLr,
-    tasks: f.tasks?.split(',').map((t) => t.trim()).filter(Boolean), limit: f.limit, ppl: f.ppl, pplWindows: f.pplWindows, textEncoding: f.textEncoding as TextEncoding | undefined, threads: f.threads, force: f.force,
+    tasks: f.tasks?.split(',').map((t) => t.trim()).filter(Boolean), limit: f.limit, ppl: f.ppl, pplWindows: f.pplWindows, textEncoding: f.textEncoding as TextEncoding | undefined, threads: f.threads, force: f.force, resume: f.resume,
     onStage: (stage, state, detail) => {
       bar?.finish();
       bar = undefined;

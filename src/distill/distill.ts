@@ -39,6 +39,7 @@ import { posInt, resolveDistillOptions, SOFT_KEYS, type DistillOptions, type Dis
 import { distillData, distillEvalSets, distillFiles, distillModels, hiddenLayersOf } from './setup.js';
 import { TeacherTargets } from './teacher.js';
 import { finishRun, truncateMetrics } from './finish.js';
+import { appendLine } from '../io/fsutil.js';
 
 export async function distill(opts: DistillOptions): Promise<DistillResult> {
   const r = resolveDistillOptions(opts);
@@ -93,7 +94,7 @@ export async function distill(opts: DistillOptions): Promise<DistillResult> {
     },
     onLog: (s) => {
       const line = { step: s.step, loss: s.loss, ce: s.parts.ce, kl: s.parts.kl, mse: s.parts.mse, lr: s.lr, gradNorm: s.gradNorm, tokens: s.tokens, tokensPerSec: s.tokensPerSec, ms: s.ms };
-      fs.appendFileSync(files.metrics, `${JSON.stringify(line)}\n`);
+      appendLine(files.metrics, JSON.stringify(line));
       emit({ phase: 'train', step: s.step, steps: s.steps, startStep: s.startStep, loss: s.loss, ce: s.parts.ce, kl: s.parts.kl, mse: s.parts.mse, lr: s.lr, tokensPerSec: s.tokensPerSec });
     },
     onStep: (s) => opts.onStep?.({ step: s.step, loss: s.loss, ce: s.parts.ce, kl: s.parts.kl, mse: s.parts.mse, lr: s.lr, gradNorm: s.gradNorm, tokens: s.tokens, checkpointed: s.checkpointed }),

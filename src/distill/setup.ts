@@ -10,7 +10,7 @@ import { arraysOf, copyModel, withPlan } from '../models/surgery.js';
 import { readPlanFile } from '../models/sharing-plan.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { OptionError } from '../errors.js';
+import { OptionError, PlanError } from '../errors.js';
 import { checkVocab, fingerprint, joinDatasets, loadData, packDocuments, readSamples, sampleFromTeacher, writeSamples, type TokenDataset } from '../train/data.js';
 import type { DistillOptions, DistillProgress, ResolvedDistill } from './options.js';
 
@@ -38,7 +38,11 @@ export function distillModels(opts: DistillOptions, r: ResolvedDistill): Distill
   let student: LlamaModel;
   if (typeof opts.student === 'string') student = loadModel(opts.student, { backend: teacher.backend, tokenizer: tokenizerPath }).model;
   else if (opts.student) student = opts.student;
-  else if (opts.plan !== undefined) student = withPlan(teacher, typeof opts.plan === 'string' ? readPlanFile(opts.plan) : opts.plan);
+  else if (opts.plan !== undefined) {
+    const plan = typeof opts.plan === 'string' ? readPlanFile(opts.plan) : opts.plan;
+    if (plan.groups.every((g) => g.shared.length === 0)) throw new PlanError(typeof opts.plan === 'string' ? opts.plan : 'plan', 'shares no layer (every group\'s "shared" is empty); there is nothing to distill');
+    student = withPlan(teacher, plan);
+  }
   else throw new OptionError('student', 'give a student (--student) or a plan (--plan)');
   student = copyModel(student, arraysOf(teacher)); // training the student leaves the teacher alone
   if (!tokenizer) {

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { OptionError, IoError, FormatError } from '../errors.js';
+import { decodeUtf8Text } from './fsutil.js';
 
 export type CorpusKind = 'text' | 'folder' | 'jsonl' | 'parquet' | 'gutenberg';
 
@@ -76,11 +77,13 @@ export function unwrapParagraphs(text: string): string {
 }
 
 function readText(file: string): string {
+  let buf: Buffer;
   try {
-    return fs.readFileSync(file, 'utf8');
+    buf = fs.readFileSync(file);
   } catch (e) {
     throw new IoError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
   }
+  return decodeUtf8Text(buf, file);
 }
 
 function listTxt(dir: string): string[] {

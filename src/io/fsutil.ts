@@ -135,7 +135,71 @@ export function writeAll(fd: number, data: Uint8Array): void {
   }
 }
 
+/**
+ * Append one whole line (a metrics record) with a single write; if the disk fills part-way, the partial bytes are cut
+ * off again so the file never ends in a torn line, and the failure is an {@link IoError} naming the file.
+ */
+export function appendLine(file: string, line: string): void {
+  const data = Buffer.from(line.endsWith('\n') ? line : `${line}\n`, 'utf8');
+  let fd: number | undefined;
+  let size = 0;
+  try {
+    fd = fs.openSync(file, 'a');
+    size = fs.fstatSync(fd).size;
+    const n = fs.writeSync(fd, data, 0, data.length);
+    if (n !== data.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC', syscall: 'write' });
+  } catch (e) {
+    if (fd !== undefined) {
+      try {
+        fs.ftruncateSync(fd, size);
+      } catch {
+        /* nothing more to do: resume drops a torn last line */
+      }
+    }
+    throw new IoError(file, `append failed (${reason(e)})`, { cause: e });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
 /** Atomically write a text file (JSON configs). */
 export function writeTextAtomic(file: string, text: string): void {
   writeAtomic(file, (fd) => writeAll(fd, Buffer.from(text, 'utf8')));
+}
+
+/**
+ * Text from bytes that must be UTF-8: a {@link FormatError} naming the file and the byte offset of the first byte that
+ * is not (or of a NUL byte, which text never holds: the file is binary).
+ */
+export function decodeUtf8Text(buf: Uint8Array, file: string): string {
+  const bad = firstNonText(buf);
+  if (bad >= 0) {
+    const what = buf[bad] === 0 ? 'a NUL byte' : `byte 0x${buf[bad].toString(16).padStart(2, '0')}, which is not UTF-8`;
+    throw new FormatError(file, `not UTF-8 text: ${what} at byte offset ${bad}`);
+  }
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('utf8');
+}
+
+/** Offset of the first byte that breaks UTF-8 (or is NUL), else −1. */
+function firstNonText(b: Uint8Array): number {
+  const n = b.length;
+  let i = 0;
+  while (i < n) {
+    const c = b[i];
+    if (c < 0x80) {
+      if (c === 0) return i;
+      i++;
+      continue;
+    }
+    const len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len === 0 || i + len > n) return i;
+    const c1 = b[i + 1];
+    // Overlong forms, surrogates and code points above U+10FFFF are excluded by the second byte's range.
+    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80;
+    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf;
+    if (c1 < lo || c1 > hi) return i;
+    for (let k = 2; k < len; k++) if ((b[i + k] & 0xc0) !== 0x80) return i;
+    i += len;
+  }
+  return -1;
 }

@@ -24,7 +24,7 @@ import { distill } from '../distill/distill.js';
 import type { DistillResult } from '../distill/options.js';
 import { getBackend } from '../backend/index.js';
 import { checkThreads } from '../backend/threads.js';
-import { OptionError, PlanError } from '../errors.js';
+import { InterruptedError, PlanError } from '../errors.js';
 import { writeFileAtomic } from '../report/plot.js';
 import { PipelineRun } from './stages.js';
 import { resolvePipelineSettings, type PipelineOptions, type PipelineSettings } from './settings.js';
@@ -46,9 +46,17 @@ type DistillRecord = Pick<DistillResult, 'step' | 'steps' | 'tokensPerSec' | 'tr
 /** Run (or resume) the pipeline. */
 export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummary> {
   const s = resolvePipelineSettings(opts);
-  const run = new PipelineRun(path.resolve(opts.out), JSON.stringify(s), opts.onStage ?? (() => {}));
-  run.prepare(opts.force ?? false);
   if (opts.threads !== undefined) getBackend().setThreads(checkThreads(opts.threads, '--threads'));
+  const run = new PipelineRun(path.resolve(opts.out), JSON.stringify(s), opts.onStage ?? (() => {}));
+  run.prepare({ force: opts.force, resume: opts.resume, inputs: [s.model, s.data, s.distillData, s.ppl] });
+  try {
+    return await stages(run, s, opts);
+  } finally {
+    run.close();
+  }
+}
+
+async function stages(run: PipelineRun, s: PipelineSettings, opts: PipelineOptions): Promise<PipelineSummary> {
   const teacher = loadModel(s.model);
   const a = await analyzeStage(run, s, teacher, opts);
   const plan = parsePlan(a.plan, path.join(run.out, 'analyze', 'stage.json'));
@@ -118,7 +126,7 @@ async function distillStage(
       else if (p.phase === 'generate') opts.onProgress?.('distill (teacher samples)', p.done, p.total);
     },
   });
-  if (res.interrupted) throw new OptionError('pipeline', `interrupted during distillation at step ${res.step}; rerun the same command to resume`);
+  if (res.interrupted) throw new InterruptedError(`pipeline: interrupted during distillation at step ${res.step}; rerun the same command with --resume to continue`);
   const { step, steps, tokensPerSec, trainableParams, lastLoss, evalBefore, evalAfter, studentDir, plotFiles } = res;
   const record: DistillRecord = { step, steps, tokensPerSec, trainableParams, lastLoss, evalBefore, evalAfter, studentDir, plotFiles };
   run.finish('distill', record);

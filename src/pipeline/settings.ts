@@ -54,8 +54,10 @@ export interface PipelineOptions {
   textEncoding?: TextEncoding;
   /** Threads of the native backend (default: ECHOATT_THREADS, else all cores). */
   threads?: number;
-  /** Overwrite a previous run. */
+  /** Replace a previous run in `out` (only the files it wrote). */
   force?: boolean;
+  /** Continue a previous, unfinished run in `out` with the same settings (finished stages are reused). */
+  resume?: boolean;
   seed?: number;
   onStage?: (stage: string, state: 'start' | 'skip' | 'done', detail?: string) => void;
   onProgress?: (stage: string, done: number, total: number) => void;

@@ -15,9 +15,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import * as vega from 'vega';
-import * as vl from 'vega-lite';
-import { Resvg } from '@resvg/resvg-js';
+import { createRequire } from 'node:module';
+import type * as vl from 'vega-lite';
+import type { Resvg as ResvgClass } from '@resvg/resvg-js';
 import { writeAtomic, writeAll } from '../io/fsutil.js';
 
 /** A rendered chart: its Vega-Lite spec and SVG text; PNG on demand. */
@@ -120,7 +120,9 @@ function titleOf(text: string, subtitle?: string): vl.TopLevelSpec['title'] {
 
 /** Render a Vega-Lite spec to SVG text (headless). */
 export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
-  const compiled = vl.compile(spec).spec;
+  // Loaded on first use: the chart libraries take about a second to load, which every CLI start would pay otherwise.
+  const [vega, vlc] = await Promise.all([import('vega'), import('vega-lite')]);
+  const compiled = vlc.compile(spec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none', logLevel: vega.Warn });
   try {
     return await view.toSVG();
@@ -132,6 +134,7 @@ export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
 /** Rasterise SVG to PNG (`scale` × the SVG's size), with the fonts of {@link fontInfo}. */
 export function svgToPng(svg: string, scale = 2): Buffer {
   const fonts = fontInfo();
+  const { Resvg } = createRequire(import.meta.url)('@resvg/resvg-js') as { Resvg: typeof ResvgClass };
   const r = new Resvg(svg, {
     font: {
       loadSystemFonts: true,
