@@ -3,7 +3,7 @@
  * before a refactor: `git worktree add ../before <commit> && (cd ../before && npm ci)`), in ONE process, alternating
  * run by run so a shared machine's drift hits both alike: prefill and decode of stories260K and gutenberg16, and one
  * training step (autograd forward + cross-entropy + backward + clip + AdamW) of a student of each. Reports the fastest
- * and the median run of each side and their ratio (> 1: this checkout is faster).
+ * run of each side and their ratio, and the median (min–max) of the per-round ratios (> 1: this checkout is faster).
  * Flags: --before DIR (required) --rounds N (20) --train-rounds N (8)
  */
 import path from 'node:path';
@@ -30,8 +30,11 @@ async function tree(root: string) {
 const A = await tree(there);
 const B = await tree(here);
 const med = (x: number[]) => [...x].sort((p, q) => p - q)[Math.floor(x.length / 2)];
-const row = (what: string, ta: number[], tb: number[], unit: number) =>
-  `| ${what} | ${(unit / Math.min(...ta)).toFixed(1)} | ${(unit / Math.min(...tb)).toFixed(1)} | ${(Math.min(...ta) / Math.min(...tb)).toFixed(3)} | ${(med(ta) / med(tb)).toFixed(3)} |`;
+/** Fastest run of each side, and the median (min–max) of the per-round ratios: rounds run both sides back to back. */
+const row = (what: string, ta: number[], tb: number[], unit: number) => {
+  const r = ta.map((x, i) => x / tb[i]).sort((p, q) => p - q);
+  return `| ${what} | ${(unit / Math.min(...ta)).toFixed(1)} | ${(unit / Math.min(...tb)).toFixed(1)} | ${(Math.min(...ta) / Math.min(...tb)).toFixed(3)} | ${med(r).toFixed(3)} (${r[0].toFixed(2)}–${r[r.length - 1].toFixed(2)}) |`;
+};
 
 function inference(m: { newCache: (b: number, c: number) => unknown; forward: (ids: Int32Array, o: object) => unknown; config: { vocabSize: number; maxPositions: number } }) {
   const T = Math.min(256, m.config.maxPositions);
@@ -69,8 +72,10 @@ function trainStep(t: Awaited<ReturnType<typeof tree>>, model: string, T: number
   };
 }
 
-const out = [`${os.cpus()[0]?.model ?? 'cpu'}; before = ${there}, after = ${here}; ${ROUNDS} alternating rounds (training: ${TRAIN_ROUNDS})`, '',
-  '| measurement | before (tok/s, fastest) | after (tok/s, fastest) | after / before, fastest | after / before, median |', '|---|---:|---:|---:|---:|'];
+const { getBackend, simdLevel } = await import(path.join(here, 'src/backend/index.js'));
+const hereBe = getBackend();
+const out = [`${os.cpus()[0]?.model ?? 'cpu'}, SIMD ${simdLevel(hereBe)}, ${hereBe.threads} thread(s); before = ${there}, after = ${here}; ${ROUNDS} alternating rounds (training: ${TRAIN_ROUNDS})`, '',
+  '| measurement | before (tok/s, fastest) | after (tok/s, fastest) | after / before, fastest | after / before, median of rounds (min–max) |', '|---|---:|---:|---:|---:|'];
 for (const name of ['stories260K/stories260K.bin', 'gutenberg16/model.bin']) {
   const file = path.join(SHARED_DIR, 'models', name);
   const a = inference(A.load.loadModel(file).model);
@@ -79,7 +84,8 @@ for (const name of ['stories260K/stories260K.bin', 'gutenberg16/model.bin']) {
   const ra = { prefill: [] as number[], decode: [] as number[] };
   const rb = { prefill: [] as number[], decode: [] as number[] };
   for (let i = 0; i < ROUNDS; i++) {
-    const x = a.run(); const y = b.run();
+    // Which side goes first alternates, so neither always runs after the other's thread pool went idle.
+    const [x, y] = i % 2 ? (() => { const q = b.run(); return [a.run(), q]; })() : [a.run(), b.run()];
     ra.prefill.push(x.prefill); ra.decode.push(x.decode); rb.prefill.push(y.prefill); rb.decode.push(y.decode);
   }
   const label = name.split('/')[0];
@@ -93,8 +99,8 @@ for (const [name, T, groups] of [['stories260K/stories260K.bin', 256, [{ anchor:
   const ta: number[] = [];
   const tb: number[] = [];
   for (let i = 0; i < TRAIN_ROUNDS; i++) {
-    let t0 = performance.now(); a(); ta.push(performance.now() - t0);
-    t0 = performance.now(); b(); tb.push(performance.now() - t0);
+    const time = (f: () => void) => { const t0 = performance.now(); f(); return performance.now() - t0; };
+    if (i % 2) { tb.push(time(b)); ta.push(time(a)); } else { ta.push(time(a)); tb.push(time(b)); }
   }
   out.push(row(`${name.split('/')[0]} student training step, 8×${T} tokens`, ta, tb, 8 * T * 1000));
 }

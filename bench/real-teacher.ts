@@ -18,7 +18,7 @@ import { loadModel } from '../src/models/load.js';
 import { sampleSequences } from '../src/models/generate.js';
 import { withPlan } from '../src/models/surgery.js';
 import { parsePlan, type SharingPlan } from '../src/models/sharing-plan.js';
-import { getBackend } from '../src/backend/index.js';
+import { getBackend, simdLevel } from '../src/backend/index.js';
 import { analyze } from '../src/analysis/analyze.js';
 import { depthSummary } from '../src/analysis/summaries.js';
 import { searchPlans, type SearchResult } from '../src/analysis/search.js';
@@ -26,7 +26,7 @@ import { alignPlan } from '../src/analysis/alignment.js';
 import { echoattStrategy } from '../src/analysis/strategies.js';
 import { sharingCost } from '../src/sharing/cost.js';
 import { heldOutPerplexity, heldOutWindows } from '../src/eval/heldout.js';
-import { compareSpeed } from '../src/eval/speed.js';
+import { compareSpeed, speedRatio } from '../src/eval/speed.js';
 import { distill } from '../src/distill/distill.js';
 import { SHARED_DIR } from '../src/paths.js';
 
@@ -119,12 +119,12 @@ for (const k of KS) {
 }
 
 // 4. Speed: the distilled students against the teacher, side by side.
-const speed = compareSpeed([{ name: 'teacher', model: teacher }, ...[...students].map(([k, m]) => ({ name: `${k}/${L} student`, model: m }))], { prefill: 256, decodeFrom: 128, decodeTokens: 128, rounds: quick ? 1 : 7 });
+const speed = compareSpeed([{ name: 'teacher', model: teacher }, ...[...students].map(([k, m]) => ({ name: `${k}/${L} student`, model: m }))], { prefill: 256, decodeFrom: 128, decodeTokens: 128, rounds: quick ? 1 : 15 });
 
 // Tables.
 const out: string[] = [];
 const p = (...lines: string[]) => out.push(...(lines.length ? lines : ['']));
-p(`gutenberg16 (${L} layers, ${teacher.config.numHeads} heads / ${teacher.config.numKvHeads} KV heads); ${os.cpus()[0]?.model ?? 'cpu'}; backend ${be.name} (${(be as { simd?: string }).simd ?? 'n/a'}), ${be.threads} thread(s)`);
+p(`gutenberg16 (${L} layers, ${teacher.config.numHeads} heads / ${teacher.config.numKvHeads} KV heads); ${os.cpus()[0]?.model ?? 'cpu'}; backend ${be.name} (SIMD ${simdLevel(be)}), ${be.threads} thread(s)`);
 p(`held-out: ${W} windows × 256 tokens spread over heldout.txt; calibration: ${CALIB} teacher samples × 256; distillation: train-sample.txt (line by line, windows spread over all 20 books), ${KS.map((k) => `${stepsFor(k)} steps at k=${k}`).join(', ')}, ${BATCH} × ${SEQ} tokens per step, lr ${LR}, KL(T=1), shared layers and anchors trained`);
 p(`teacher held-out perplexity ${teacherPpl.toFixed(2)}`);
 p('', '### Analysis: are inner layers more alike?', '');
@@ -162,9 +162,13 @@ for (const k of KS) {
   const d = distilled.get(k);
   p(`| ${k}/${L} | ${(100 * cost.attentionFlops.removed / cost.attentionFlops.total).toFixed(1)}% | ${(100 * cost.kvCacheBytesPerToken.removedK / cost.kvCacheBytesPerToken.total).toFixed(1)}% | ${(100 * cost.params.removed / cost.params.total).toFixed(1)}% | ${teacherPpl.toFixed(2)} | ${c.ppl.toFixed(2)} (${rel(c.ppl)}) | ${d ? `${d.toFixed(2)} (${rel(d)})` : '–'} | ${distillInfo.get(k)?.tokens ?? '–'} (${(distillInfo.get(k)?.tokensPerSec ?? 0).toFixed(0)} tok/s) |`);
 }
-p('', `### Speed (prefill ${speed.settings.prefill} tokens; decode ${speed.settings.decodeTokens} tokens after ${speed.settings.decodeFrom}; best of ${speed.settings.rounds} alternating rounds)`, '');
+p('', `### Speed (prefill ${speed.settings.prefill} tokens; decode ${speed.settings.decodeTokens} tokens after ${speed.settings.decodeFrom}; ${speed.settings.rounds} alternating rounds)`, '');
+p('tok/s: the fastest round; vs teacher: median of the per-round ratios (each round runs all models back to back), min–max in brackets.', '');
 p('| model | prefill tok/s | decode tok/s | prefill vs teacher | decode vs teacher |', '|---|---:|---:|---:|---:|');
-const t0 = speed.models[0];
-for (const m of speed.models) p(`| ${m.name} | ${m.prefillTokensPerSecond.toFixed(0)} | ${m.decodeTokensPerSecond.toFixed(1)} | ${(m.prefillTokensPerSecond / t0.prefillTokensPerSecond).toFixed(3)}× | ${(m.decodeTokensPerSecond / t0.decodeTokensPerSecond).toFixed(3)}× |`);
+const fmtR = (r: { median: number; min: number; max: number }) => `${r.median.toFixed(3)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)})`;
+speed.models.forEach((m, i) => {
+  const r = speedRatio(speed, i);
+  p(`| ${m.name} | ${m.prefillTokensPerSecond.toFixed(0)} | ${m.decodeTokensPerSecond.toFixed(1)} | ${fmtR(r.prefill)} | ${fmtR(r.decode)} |`);
+});
 process.stdout.write(`${out.join('\n')}\n`);
 fs.writeFileSync(path.join(DIR, 'tables.md'), `${out.join('\n')}\n`);

@@ -35,7 +35,7 @@ import { loadLambada } from '../src/eval/tasks/lambada.js';
 import { loadTaskSpec } from '../src/eval/taskspec.js';
 import { evaluate } from '../src/eval/evaluate.js';
 import { markdownTable, tableRows } from '../src/eval/table.js';
-import { measureSpeed } from '../src/eval/speed.js';
+import { measureSpeed, speedRatio, type SpeedComparison } from '../src/eval/speed.js';
 import type { Task } from '../src/eval/tasks/types.js';
 import { repoRoot, sharedDir } from './helpers.js';
 
@@ -629,4 +629,19 @@ describe('echoatt eval (CLI, end to end)', () => {
     assert.ok(fs.statSync(path.join(out, 'accuracy.png')).size > 1000);
     assert.match(fs.readFileSync(path.join(out, 'accuracy.svg'), 'utf8'), /<svg/);
   });
+});
+
+test('speedRatio: per-round ratios against the baseline, median with min and max (rounds ran back to back)', () => {
+  const s: SpeedComparison = {
+    settings: { prefill: 8, decodeFrom: 4, decodeTokens: 4, rounds: 4, backend: 'native', threads: 1 },
+    models: [
+      { name: 'teacher', prefillTokensPerSecond: 0, decodeTokensPerSecond: 0, rounds: { prefillMs: [10, 20, 10, 30], decodeMs: [4, 4, 8, 4] } },
+      { name: 'student', prefillTokensPerSecond: 0, decodeTokensPerSecond: 0, rounds: { prefillMs: [5, 20, 8, 10], decodeMs: [4, 2, 8, 5] } },
+    ],
+  };
+  const r = speedRatio(s, 1);
+  // prefill ratios 2, 1, 1.25, 3 → sorted 1, 1.25, 2, 3: median 1.625; decode ratios 1, 2, 1, 0.8 → median 1
+  assert.deepEqual(r.prefill, { median: 1.625, min: 1, max: 3 });
+  assert.deepEqual(r.decode, { median: 1, min: 0.8, max: 2 });
+  assert.deepEqual(speedRatio(s, 0).decode, { median: 1, min: 1, max: 1 });
 });

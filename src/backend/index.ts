@@ -63,3 +63,11 @@ function envBackend(): BackendName | undefined {
   }
   return v;
 }
+
+/**
+ * The SIMD level a backend computes with, for bench headers and reports: the native addon's (`avx512`, `avx2`,
+ * `portable`), or `none` for the TypeScript reference.
+ */
+export function simdLevel(be: Backend): string {
+  return be.name === 'native' ? (loadNativeBackend()?.simd ?? 'unknown') : 'none (TypeScript reference)';
+}

@@ -131,16 +131,18 @@ export function measureSpeed(model: LlamaModel, opts: SpeedOptions = {}): SpeedR
 export interface SpeedComparison {
   /** Prefill of `prefill` tokens into an empty cache; decode of `decodeTokens` tokens after a `decodeFrom`-token prompt. */
   settings: { prefill: number; decodeFrom: number; decodeTokens: number; rounds: number; backend: string; threads: number };
-  models: { name: string; prefillTokensPerSecond: number; decodeTokensPerSecond: number }[];
+  /** Per model: the fastest round's tok/s, and every round's milliseconds (round r of every model ran back to back). */
+  models: { name: string; prefillTokensPerSecond: number; decodeTokensPerSecond: number; rounds: { prefillMs: number[]; decodeMs: number[] } }[];
 }
 
 /**
  * Prefill and decode throughput of several models measured side by side: `rounds` rounds, each running every model
- * once in turn (so drifts of a shared machine hit all of them alike), keeping each model's fastest round.
+ * once in turn (so drifts of a shared machine hit all of them alike), keeping each model's fastest round and every
+ * round's time (for {@link speedRatio}).
  *
  * @example
  * const s = compareSpeed([{ name: 'teacher', model: teacher }, { name: 'student', model: student }], { prefill: 256 });
- * s.models[1].decodeTokensPerSecond / s.models[0].decodeTokensPerSecond; // the student's speed-up
+ * speedRatio(s, 1).decode.median; // the student's decode speed-up over the teacher, median of the rounds
  */
 export function compareSpeed(
   models: readonly { name: string; model: LlamaModel }[], o: { prefill?: number; decodeFrom?: number; decodeTokens?: number; rounds?: number } = {},
@@ -150,18 +152,38 @@ export function compareSpeed(
   const decodeTokens = Math.min(o.decodeTokens ?? Math.floor(maxPos / 2), maxPos - 1);
   const decodeFrom = Math.min(o.decodeFrom ?? maxPos - decodeTokens, maxPos - decodeTokens);
   const rounds = o.rounds ?? 5;
-  const best = models.map(() => ({ prefillMs: Infinity, decodeMs: Infinity }));
+  const times = models.map(() => ({ prefillMs: [] as number[], decodeMs: [] as number[] }));
   for (const m of models) once(m.model, Math.min(16, prefill), 2); // warm-up
   for (let r = 0; r < rounds; r++) {
     models.forEach((m, i) => {
-      const p = once(m.model, prefill, 0).prefillMs;
-      const d = once(m.model, decodeFrom, decodeTokens).decodeMs;
-      best[i] = { prefillMs: Math.min(best[i].prefillMs, p), decodeMs: Math.min(best[i].decodeMs, d) };
+      times[i].prefillMs.push(once(m.model, prefill, 0).prefillMs);
+      times[i].decodeMs.push(once(m.model, decodeFrom, decodeTokens).decodeMs);
     });
   }
   const be = models[0].model.backend;
   return {
     settings: { prefill, decodeFrom, decodeTokens, rounds, backend: be.name, threads: be.threads },
-    models: models.map((m, i) => ({ name: m.name, prefillTokensPerSecond: (prefill * 1000) / best[i].prefillMs, decodeTokensPerSecond: (decodeTokens * 1000) / best[i].decodeMs })),
+    models: models.map((m, i) => ({
+      name: m.name, rounds: times[i],
+      prefillTokensPerSecond: (prefill * 1000) / Math.min(...times[i].prefillMs), decodeTokensPerSecond: (decodeTokens * 1000) / Math.min(...times[i].decodeMs),
+    })),
   };
+}
+
+export interface RatioStats {
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** Model `i`'s speed over model `base`'s, round by round (rounds ran back to back): median, min and max. */
+export function speedRatio(s: SpeedComparison, i: number, base = 0): { prefill: RatioStats; decode: RatioStats } {
+  const stats = (a: number[], b: number[]): RatioStats => {
+    const r = a.map((x, k) => x / b[k]).sort((x, y) => x - y); // base ms / model ms: > 1 means faster
+    const mid = r.length >> 1;
+    return { median: r.length % 2 ? r[mid] : (r[mid - 1] + r[mid]) / 2, min: r[0], max: r[r.length - 1] };
+  };
+  const m = s.models[i].rounds;
+  const t = s.models[base].rounds;
+  return { prefill: stats(t.prefillMs, m.prefillMs), decode: stats(t.decodeMs, m.decodeMs) };
 }

@@ -41,7 +41,7 @@ export async function evaluateStage(
     zeroShot = reportJson(report);
   }
   opts.onProgress?.('evaluate (speed)', 0, 1);
-  const speed = compareSpeed(models, { prefill: seqLen, rounds: 5 });
+  const speed = compareSpeed(models, { prefill: seqLen, rounds: 11 });
   const result: EvaluationResult = { heldOut, zeroShot, speed };
   writeFileAtomic(path.join(run.dir('evaluate'), 'results.json'), `${JSON.stringify(result, null, 2)}\n`);
   run.finish('evaluate', result);

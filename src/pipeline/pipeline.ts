@@ -3,7 +3,8 @@
  * The teacher is loaded once and every stage gets models, not paths.
  *
  * Each stage writes into its own folder under `out` and finishes by writing `<stage>/stage.json` atomically; a rerun
- * with the same settings skips finished stages and resumes an interrupted distillation from its last checkpoint.
+ * with `resume` and the same settings skips finished stages and resumes an interrupted distillation from its last
+ * checkpoint.
  * A previous run's results are never overwritten unless `force` is set.
  *
  * @example

@@ -40,11 +40,15 @@ function qualitySections(r: PipelineSummary): Section[] {
     ['KV-cache bytes / token (f32)', num(c.kvCacheBytesPerToken.total), num(c.kvCacheBytesPerToken.removedK), pct(c.kvCacheBytesPerToken.removedK, c.kvCacheBytesPerToken.total)]];
   const sp = r.speed;
   const speed = [['model', `prefill tok/s (T=${sp.settings.prefill})`, `decode tok/s (${sp.settings.decodeTokens} tokens after ${sp.settings.decodeFrom})`, 'prefill vs teacher', 'decode vs teacher'],
-    ...sp.models.map((m, i) => [m.name, m.prefillTokensPerSecond.toFixed(0), m.decodeTokensPerSecond.toFixed(1), i ? `${sp.ratios[i - 1].prefill.toFixed(3)}×` : '', i ? `${sp.ratios[i - 1].decode.toFixed(3)}×` : ''])];
+    ...sp.models.map((m, i) => {
+      const r = sp.ratios[i - 1];
+      const cell = (v: number, range: number[]) => `${v.toFixed(3)}× (${range[0].toFixed(2)}–${range[1].toFixed(2)})`;
+      return [m.name, m.prefillTokensPerSecond.toFixed(0), m.decodeTokensPerSecond.toFixed(1), r ? cell(r.prefill, r.range.prefill) : '', r ? cell(r.decode, r.range.decode) : ''];
+    })];
   return [
     { title: 'Held-out quality', text: [`Token perplexity on ${r.heldOut.windows} windows of ${r.heldOut.seqLen} tokens spread over \`${r.heldOut.source}\` (text the teacher never trained, calibrated or was tuned on), the same windows for every model.`], tables: [held] },
     { title: 'What sharing removes', tables: [savings] },
-    { title: 'Speed', text: [`Measured side by side in this run (${sp.settings.backend} backend, ${sp.settings.threads} thread(s); best of ${sp.settings.rounds} alternating rounds).`], tables: [speed] },
+    { title: 'Speed', text: [`Measured side by side in this run (${sp.settings.backend} backend, ${sp.settings.threads} thread(s); ${sp.settings.rounds} alternating rounds, each running every model back to back; tok/s: the fastest round; vs teacher: median of the per-round ratios, min–max in brackets).`], tables: [speed] },
   ];
 }
 

@@ -6,6 +6,7 @@ import type { LlamaModel } from '../models/llama.js';
 import type { SharingPlan } from '../models/sharing-plan.js';
 import type { AnalysisSummary } from '../analysis/report.js';
 import { sharingCost, type SharingCost } from '../sharing/cost.js';
+import { speedRatio } from '../eval/speed.js';
 import type { EvalSet } from '../distill/options.js';
 import type { EvaluationResult } from './evaluate-stage.js';
 import type { PipelineSettings } from './settings.js';
@@ -39,7 +40,8 @@ export interface PipelineSummary {
   search: AnalysisSummary['search'];
   cost: SharingCost;
   heldOut: { source: string; windows: number; seqLen: number; models: { name: string; loss: number; perplexity: number; vsTeacher: number }[] };
-  speed: EvaluationResult['speed'] & { ratios: { name: string; prefill: number; decode: number }[] };
+  /** `ratios`: each student's speed over the teacher's, median of the per-round ratios, with their range. */
+  speed: EvaluationResult['speed'] & { ratios: { name: string; prefill: number; decode: number; range: { prefill: number[]; decode: number[] } }[] };
   zeroShot: EvaluationResult['zeroShot'];
   distill: DistillSummary | null;
   analysis: AnalysisSummary;
@@ -60,8 +62,11 @@ export function pipelineSummary(
     source: t.source, windows: t.windows, seqLen: t.seqLen,
     models: e.heldOut.map((m) => ({ name: m.name, loss: m.loss, perplexity: m.perplexity, vsTeacher: m.perplexity / t.perplexity - 1 })),
   };
-  const base = e.speed.models[0];
-  const ratios = e.speed.models.slice(1).map((m) => ({ name: m.name, prefill: m.prefillTokensPerSecond / base.prefillTokensPerSecond, decode: m.decodeTokensPerSecond / base.decodeTokensPerSecond }));
+  // Median of the per-round ratios (each round runs every model back to back): robust to a shared machine's drift.
+  const ratios = e.speed.models.slice(1).map((m, i) => {
+    const r = speedRatio(e.speed, i + 1);
+    return { name: m.name, prefill: r.prefill.median, decode: r.decode.median, range: { prefill: [r.prefill.min, r.prefill.max], decode: [r.decode.min, r.decode.max] } };
+  });
   const out = {
     format: 'echoatt-pipeline/2' as const, headline: '', settings: s,
     teacher: { path: s.model, parameters: teacher.parameterCount(), layers: teacher.config.numLayers },
@@ -81,6 +86,7 @@ function headline(r: Omit<PipelineSummary, 'files' | 'headline'>): string {
     `Sharing ${c.sharedLayers.length} of ${r.teacher.layers} layers' attention removes ${pct(c.attentionFlops.removed, c.attentionFlops.total)} of attention FLOPs, ` +
       `${pct(c.kvCacheBytesPerToken.removedK, c.kvCacheBytesPerToken.total)} of the KV cache and ${pct(c.params.removed, c.params.total)} of parameters.`,
     `Held-out perplexity (${r.heldOut.windows} windows of ${r.heldOut.seqLen} tokens of text the teacher never saw): ${ppl.join(', ')}.`,
-    ...(speed ? [`Measured on this machine, the ${speed.name} prefills ${r.speed.settings.prefill} tokens ${speed.prefill.toFixed(2)}× and decodes ${speed.decode.toFixed(2)}× as fast as the teacher.`] : []),
+    ...(speed ? [`Measured on this machine (median of ${r.speed.settings.rounds} alternating rounds), the ${speed.name} prefills ${r.speed.settings.prefill} tokens ` +
+      `${speed.prefill.toFixed(2)}× and decodes ${speed.decode.toFixed(2)}× as fast as the teacher.`] : []),
   ].join(' ');
 }
