@@ -7,6 +7,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from './config.js';
 import type { KVCache } from './kvcache.js';
+import type { SlotCache } from './slot-cache.js';
 import type { RopeTables } from './rope.js';
 import type { LlamaParams } from './params.js';
 import type { BiasKey, DecoderOps, MatrixKey } from './decoder.js';
@@ -34,6 +35,8 @@ export interface InferenceStep {
   /** Position of every token `(B·T)`. */
   pos: Int32Array;
   cache?: KVCache;
+  /** Continuous batching: row b of this one-token step belongs to slot `slots.ids[b]` of `slots.cache` (own length). */
+  slots?: { cache: SlotCache; ids: Int32Array };
   onAttentionProbs?: AttentionProbsHook;
   probsLayers?: ReadonlySet<number>;
 }
@@ -113,6 +116,7 @@ export class InferenceOps implements DecoderOps<Float32Array> {
   }
 
   attend(l: number, q: Float32Array, k: Float32Array, v: Float32Array, keepProbs: boolean): { out: Float32Array; probs: Float32Array | null } {
+    if (this.st.slots) return this.attendSlots(l, q, k, v, keepProbs);
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
     const { batch, t, cache } = this.st;
     const kv = cache ? cache.update(l, k, v, t) : { k, v, s: t, qPos0: 0, batchStride: undefined };
@@ -128,12 +132,55 @@ export class InferenceOps implements DecoderOps<Float32Array> {
   }
 
   echo(l: number, probs: Float32Array, v: Float32Array, heads: Int32Array | null): Float32Array {
+    if (this.st.slots) return this.echoSlots(l, probs, v, heads);
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
     const { batch, t, cache } = this.st;
     const kv = cache ? cache.update(l, null, v, t) : { v, s: t, batchStride: undefined };
     const out = new Float32Array(this.n * H * D); // (B, T, H, D)
     probsTimesV(this.m.backend, { probs, v: kv.v, out, batch, tq: t, s: kv.s, nHeads: H, nKvHeads: Hkv, headDim: D, kvBatchStride: kv.batchStride }, kv.s - t, heads);
     if (this.wantsHook(l)) this.st.onAttentionProbs!(l, heads ? gatherHeads(probs, heads, batch, t * kv.s) : probs, { batch, tq: t, s: kv.s });
+    return out;
+  }
+
+  /**
+   * One token per slot, each attending over its own slot's length. Every row's probabilities `(H, 1, s_b)` are stored
+   * one after another (ragged), so the echo layers of the same step read the same blocks.
+   */
+  private attendSlots(l: number, q: Float32Array, k: Float32Array, v: Float32Array, keepProbs: boolean): { out: Float32Array; probs: Float32Array | null } {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
+    const { cache, ids } = this.st.slots!;
+    if (this.wantsHook(l)) throw new ShapeError('decodeSlots', 'attention-probability hooks are not supported when decoding slots');
+    const s = cache.append(l, k, v, ids);
+    const offs = raggedOffsets(s, H);
+    const out = new Float32Array(ids.length * H * D); // (B, 1, H, D)
+    const probs = keepProbs ? new Float32Array(offs[ids.length]) : undefined; // per row (H, 1, s_b), one after another
+    const stride = cache.slotStride;
+    for (let b = 0; b < ids.length; b++) {
+      const base = ids[b] * stride;
+      attention(this.m.backend, {
+        q: q.subarray(b * H * D, (b + 1) * H * D), k: cache.k[l]!.subarray(base, base + stride), v: cache.v[l]!.subarray(base, base + stride),
+        out: out.subarray(b * H * D, (b + 1) * H * D), probs: probs?.subarray(offs[b], offs[b + 1]), batch: 1, tq: 1, s: s[b],
+        nHeads: H, nKvHeads: Hkv, headDim: D, qPos0: s[b] - 1, scale: 1 / Math.sqrt(D), kvBatchStride: stride,
+      });
+    }
+    return { out, probs: probs ?? null };
+  }
+
+  private echoSlots(l: number, probs: Float32Array, v: Float32Array, heads: Int32Array | null): Float32Array {
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
+    const { cache, ids } = this.st.slots!;
+    if (this.wantsHook(l)) throw new ShapeError('decodeSlots', 'attention-probability hooks are not supported when decoding slots');
+    const s = cache.append(l, null, v, ids);
+    const offs = raggedOffsets(s, H);
+    const out = new Float32Array(ids.length * H * D); // (B, 1, H, D)
+    const stride = cache.slotStride;
+    for (let b = 0; b < ids.length; b++) {
+      const base = ids[b] * stride;
+      probsTimesV(this.m.backend, {
+        probs: probs.subarray(offs[b], offs[b + 1]), v: cache.v[l]!.subarray(base, base + stride), out: out.subarray(b * H * D, (b + 1) * H * D),
+        batch: 1, tq: 1, s: s[b], nHeads: H, nKvHeads: Hkv, headDim: D, kvBatchStride: stride,
+      }, s[b] - 1, heads);
+    }
     return out;
   }
 
@@ -150,4 +197,11 @@ export class InferenceOps implements DecoderOps<Float32Array> {
   keep(x: Float32Array): Float32Array {
     return x.slice();
   }
+}
+
+/** Start of each row's `(H, 1, s_b)` probability block, and the total at the end. */
+function raggedOffsets(s: Int32Array, heads: number): Int32Array {
+  const offs = new Int32Array(s.length + 1);
+  for (let b = 0; b < s.length; b++) offs[b + 1] = offs[b] + heads * s[b];
+  return offs;
 }

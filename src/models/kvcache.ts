@@ -31,7 +31,14 @@ export class KVCache {
   /** Number of positions already stored (the same for every batch entry). */
   length = 0;
 
-  constructor(layers: readonly LayerCacheSpec[], batch: number, capacity: number, nKvHeads: number, headDim: number) {
+  /**
+   * `buffers`: use these per-layer arrays (each at least `batch · capacity · Hkv · D` long) instead of allocating, e.g.
+   * one slot's region of a {@link SlotCache}.
+   */
+  constructor(
+    layers: readonly LayerCacheSpec[], batch: number, capacity: number, nKvHeads: number, headDim: number,
+    buffers?: { k: readonly (Float32Array | null)[]; v: readonly (Float32Array | null)[] },
+  ) {
     if (!(Number.isInteger(capacity) && capacity > 0)) throw new ShapeError('KVCache', `capacity must be a positive integer, got ${capacity}`);
     if (!(Number.isInteger(batch) && batch > 0)) throw new ShapeError('KVCache', `batch must be a positive integer, got ${batch}`);
     this.batch = batch;
@@ -39,8 +46,15 @@ export class KVCache {
     this.nKvHeads = nKvHeads;
     this.headDim = headDim;
     const n = batch * capacity * nKvHeads * headDim;
-    this.k = layers.map((l) => (l.keys ? new Float32Array(n) : null));
-    this.v = layers.map((l) => (l.values ? new Float32Array(n) : null));
+    const take = (l: number, want: boolean, given: readonly (Float32Array | null)[] | undefined): Float32Array | null => {
+      if (!want) return null;
+      if (!given) return new Float32Array(n);
+      const a = given[l];
+      if (!a || a.length < n) throw new ShapeError('KVCache', `layer ${l}: given buffer of ${a?.length ?? 0} elements, need ${n}`);
+      return a;
+    };
+    this.k = layers.map((l, i) => take(i, l.keys, buffers?.k));
+    this.v = layers.map((l, i) => take(i, l.values, buffers?.v));
   }
 
   /** Elements between batch entries of one layer's buffer. */

@@ -19,6 +19,7 @@ import type { Backend } from '../backend/backend.js';
 import { getBackend } from '../backend/index.js';
 import type { LlamaConfig } from './config.js';
 import { KVCache } from './kvcache.js';
+import { SlotCache } from './slot-cache.js';
 import { ropeTables, type RopeTables } from './rope.js';
 import { linear } from '../nn/layers.js';
 import type { StoredTensor } from '../tensor/tensor.js';
@@ -95,6 +96,32 @@ export class LlamaModel {
     const c = this.config;
     const spec = c.attention.map((k) => ({ keys: k.kind !== 'echo', values: true }));
     return new KVCache(spec, batch, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
+  }
+
+  /** A cache of `slots` independent sequences for continuous batching, laid out per layer kind like {@link newCache}. */
+  newSlotCache(slots: number, capacity: number): SlotCache {
+    const c = this.config;
+    const spec = c.attention.map((k) => ({ keys: k.kind !== 'echo', values: true }));
+    return new SlotCache(spec, slots, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
+  }
+
+  /**
+   * One decode step of several sequences at once: token `ids[b]` is appended to slot `slots[b]` of `cache` at that
+   * slot's own length. The linear layers run on all rows together (the weights are read once for the batch); each
+   * row attends over its own slot. Returns logits `(B, V)` and advances every slot by one.
+   */
+  decodeSlots(ids: Int32Array, slots: Int32Array, cache: SlotCache): Float32Array {
+    const B = ids.length;
+    if (B === 0 || slots.length !== B) throw new ShapeError('LlamaModel.decodeSlots', `${B} tokens for ${slots.length} slots`);
+    if (new Set(slots).size !== B) throw new ShapeError('LlamaModel.decodeSlots', 'a slot appears twice in one step');
+    const pos = Int32Array.from(slots, (slot) => cache.lengths[slot]);
+    for (let b = 0; b < B; b++) {
+      if (pos[b] + 1 > this.rope.maxPos) throw new ShapeError('LlamaModel.decodeSlots', `slot ${slots[b]}: position ${pos[b]} is past max_position_embeddings ${this.rope.maxPos}`);
+    }
+    const ops = new InferenceOps(this, { batch: B, t: 1, pos, slots: { cache, ids: slots } });
+    const { x } = runDecoder(this.config, ops, ids, {});
+    cache.advance(slots);
+    return this.head(x, B, 1, true);
   }
 
   /**
