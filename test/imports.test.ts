@@ -19,7 +19,7 @@ const RANK: Readonly<Record<string, number>> = {
   nn: 3, autograd: 4,
   io: 5, tokenizer: 6, report: 6,
   models: 7,
-  analysis: 8, sharing: 8, train: 8, distill: 8, eval: 8, export: 8,
+  analysis: 8, sharing: 8, train: 8, distill: 8, eval: 8, export: 8, serve: 8,
   pipeline: 9,
   cli: 10,
   'index.ts': 11,

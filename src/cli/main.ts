@@ -12,6 +12,7 @@ import { registerHeadshare } from './headshare.js';
 import { registerAnalyze } from './analyze.js';
 import { registerDistill } from './distill.js';
 import { registerPipeline } from './pipeline.js';
+import { registerServe } from './serve.js';
 
 const program = new Command();
 program
@@ -28,6 +29,7 @@ registerHeadshare(program);
 registerAnalyze(program);
 registerDistill(program);
 registerPipeline(program);
+registerServe(program);
 
 /** The words for the filesystem failures a user can cause (a full disk, a read-only folder, a file in the way). */
 const FS_WORDS: Record<string, string> = {

@@ -2,6 +2,7 @@
  * Checkpoints as models see them: a resolved config plus exactly the tensors its layer kinds need, from a Hugging
  * Face directory or a llama2.c `.bin`; and writing a config + tensor map back as a standard HF directory.
  */
+import { resolveModelSpec } from '../io/hub.js';
 import path from 'node:path';
 import { configFromJson, configToHfJson, llama2cConfig, type LlamaConfig } from './config.js';
 import { checkTensorSet } from './tensor-spec.js';
@@ -56,7 +57,8 @@ export function loadHfCheckpoint(dir: string, opts: { strict?: boolean } = {}): 
  * const ck = loadCheckpoint('../shared/models/stories260K/stories260K.bin');
  * ck.config.ropeStyle; // 'interleaved'
  */
-export function loadCheckpoint(p: string, opts: { strict?: boolean } = {}): LoadedCheckpoint {
+export function loadCheckpoint(spec: string, opts: { strict?: boolean } = {}): LoadedCheckpoint {
+  const p = resolveModelSpec(spec); // a Hugging Face repo id → its snapshot in the local cache
   if (isDirectory(p)) return loadHfCheckpoint(p, opts);
   if (!isFile(p)) throw new IoError(p, 'checkpoint not found');
   if (path.basename(p) === 'config.json' || p.endsWith('.safetensors') || p.endsWith('.safetensors.index.json')) {

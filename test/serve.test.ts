@@ -1,0 +1,241 @@
+/**
+ * `echoatt serve` over real sockets on loopback, with the official `openai` client: completions and chat, streaming
+ * and not, against stories260K and a saved student; greedy output over HTTP equals `echoatt generate` byte for byte;
+ * 16 simultaneous streams each equal their single-request output, with one aborted mid-stream; the error shapes and
+ * statuses (400 bad JSON, 404 unknown model, 400 context naming both numbers, 413, 429, 401); SIGTERM finishes running
+ * streams and exits 0; `--model` as a Hugging Face repo id resolved in a cache layout written here.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { loadModel, saveModel } from '../src/models/load.js';
+import { makePlan } from '../src/models/sharing-plan.js';
+import { withPlan } from '../src/models/surgery.js';
+import { startServer, type RunningServer } from '../src/serve/server.js';
+import { resolveModelSpec } from '../src/io/hub.js';
+import { StopMatcher } from '../src/serve/stop.js';
+import { repoRoot, sharedDir } from './helpers.js';
+
+const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'echoatt-serve-'));
+const STUDENT = path.join(root, 'student');
+const CHAT = path.join(root, 'chat-model');
+const TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+const PROMPTS = ['Once upon a time', 'The cat', 'Lily and Ben went to the park', 'One day, a little bird', 'Tom had a red ball',
+  'The sun was', 'A big dog', 'Mom said', 'There was a girl named Sue', 'The boy saw a', 'In the forest', 'Once there was a frog',
+  'She wanted to', 'The little car', 'He was very happy', 'The old tree'];
+
+let teacher: RunningServer;
+let student: RunningServer;
+const logs: Record<string, unknown>[] = [];
+
+function cli(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  return spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args], { cwd: repoRoot, env, timeout: 120_000 });
+}
+
+const client = (s: RunningServer, apiKey = 'none') => new OpenAI({ baseURL: `${s.url}/v1`, apiKey, maxRetries: 0 });
+
+before(async () => {
+  const t = loadModel(STORIES);
+  saveModel(STUDENT, withPlan(t.model, makePlan('manual', [{ anchor: 1, shared: [2, 3] }])), t.checkpoint.tokenizerPath);
+  fs.writeFileSync(path.join(STUDENT, 'tokenizer_config.json'), JSON.stringify({ chat_template: TEMPLATE }));
+  fs.mkdirSync(CHAT);
+  for (const f of ['stories260K.bin', 'tok512.bin']) fs.copyFileSync(path.join(sharedDir, 'models/stories260K', f), path.join(CHAT, f));
+  fs.writeFileSync(path.join(CHAT, 'tokenizer_config.json'), JSON.stringify({ chat_template: TEMPLATE }));
+  teacher = await startServer({ loaded: loadModel(STORIES), modelPath: STORIES, port: 0, slots: 8, maxQueue: 64, log: (l) => logs.push(l) });
+  student = await startServer({ loaded: loadModel(STUDENT), modelPath: STUDENT, port: 0, slots: 4, log: () => {} });
+});
+after(async () => {
+  await teacher?.close();
+  await student?.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** What `echoatt generate` prints for a greedy run (the prompt echoed, then the completion), as text. */
+function generated(model: string, prompt: string, maxTokens: number): string {
+  const r = cli(['generate', '--model', model, '--prompt', prompt, '--temperature', '0', '--max-tokens', String(maxTokens)]);
+  assert.equal(r.status, 0, String(r.stderr));
+  return r.stdout.toString('utf8');
+}
+
+async function streamText(c: OpenAI, model: string, prompt: string, maxTokens: number, signal?: AbortSignal): Promise<{ text: string; finish: string | null }> {
+  const stream = await c.completions.create({ model, prompt, max_tokens: maxTokens, temperature: 0, stream: true }, { signal });
+  let text = '';
+  let finish: string | null = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0].text;
+    finish = chunk.choices[0].finish_reason ?? finish;
+  }
+  return { text, finish };
+}
+
+test('completions, streaming and not: greedy output equals `echoatt generate` byte for byte (teacher and saved student)', async () => {
+  for (const [server, model] of [[teacher, STORIES], [student, STUDENT]] as const) {
+    const c = client(server);
+    const ref = generated(model, 'Once upon a time', 60);
+    const r = await c.completions.create({ model: server.name, prompt: 'Once upon a time', max_tokens: 60, temperature: 0 });
+    assert.equal(`Once upon a time${r.choices[0].text}`, ref, `${server.name}: non-streaming`);
+    assert.equal(r.usage?.prompt_tokens, 5);
+    assert.ok(r.choices[0].finish_reason === 'length' || r.choices[0].finish_reason === 'stop');
+    const s = await streamText(c, server.name, 'Once upon a time', 60);
+    assert.equal(`Once upon a time${s.text}`, ref, `${server.name}: streaming`);
+    assert.equal(s.finish, r.choices[0].finish_reason);
+  }
+  const models = await client(teacher).models.list();
+  assert.deepEqual(models.data.map((m) => m.id), ['stories260K']);
+  assert.ok(logs.some((l) => l.path === '/v1/completions' && l.status === 200 && typeof l.total_ms === 'number'), 'one JSON log line per request');
+});
+
+test('chat completions through the model\'s chat template (Jinja), streaming and not, on a teacher copy and the saved student; a clear error without a template', async () => {
+  const chat = await startServer({ loaded: loadModel(path.join(CHAT, 'stories260K.bin')), modelPath: path.join(CHAT, 'stories260K.bin'), port: 0, slots: 2, log: () => {} });
+  try {
+    for (const server of [chat, student]) await chatMatchesCompletion(server);
+  } finally {
+    await chat.close();
+  }
+  await assert.rejects(client(teacher).chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'hi' }] }),
+    (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && /has no chat template/.test(e.message));
+});
+
+/** Chat through the template equals a completion of the rendered prompt, streaming and not. */
+async function chatMatchesCompletion(chat: RunningServer): Promise<void> {
+  {
+    const c = client(chat);
+    const messages = [{ role: 'user' as const, content: 'Tell me a story' }];
+    const prompt = 'user: Tell me a story\nassistant:';
+    const viaCompletion = await c.completions.create({ model: chat.name, prompt, max_tokens: 30, temperature: 0 });
+    const r = await c.chat.completions.create({ model: chat.name, messages, max_tokens: 30, temperature: 0 });
+    assert.equal(r.choices[0].message.role, 'assistant');
+    assert.equal(r.choices[0].message.content, viaCompletion.choices[0].text);
+    assert.equal(r.usage?.prompt_tokens, viaCompletion.usage?.prompt_tokens);
+    const stream = await c.chat.completions.create({ model: chat.name, messages, max_tokens: 30, temperature: 0, stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    assert.equal(text, r.choices[0].message.content);
+    assert.ok(text.length > 0, `${chat.name}: some text`);
+  }
+}
+
+test('16 simultaneous streams each equal their single-request output; an aborted one does not disturb the others', async () => {
+  const c = client(teacher);
+  const alone: string[] = [];
+  for (const p of PROMPTS) alone.push((await c.completions.create({ model: 'stories260K', prompt: p, max_tokens: 40, temperature: 0 })).choices[0].text);
+  const ac = new AbortController();
+  const [steps0, rows0] = [teacher.engine.steps, teacher.engine.rows];
+  const runs = PROMPTS.map((p, i) => streamText(c, 'stories260K', p, i === 3 ? 400 : 40, i === 3 ? ac.signal : undefined));
+  setTimeout(() => ac.abort(), 30);
+  const results = await Promise.allSettled(runs);
+  results.forEach((r, i) => {
+    if (i === 3) return;
+    assert.equal(r.status, 'fulfilled');
+    assert.equal((r as PromiseFulfilledResult<{ text: string }>).value.text, alone[i], `stream ${i}`);
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  const health = await (await fetch(`${teacher.url}/health`)).json() as { active: number; free_slots: number; status: string };
+  assert.deepEqual([health.status, health.active, health.free_slots], ['ok', 0, 8], 'the aborted sequence was freed');
+  const [steps, rows] = [teacher.engine.steps - steps0, teacher.engine.rows - rows0];
+  assert.ok(steps > 0 && rows / steps > 4, `streams decoded together in batched steps (${rows} rows in ${steps} steps)`);
+});
+
+test('errors in OpenAI\'s shape: bad JSON 400, unknown model 404, context 400 naming both numbers, body too large 413', async () => {
+  const post = (body: string) => fetch(`${teacher.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const badJson = await post('{"model": "stories260K", "prompt": ');
+  assert.equal(badJson.status, 400);
+  const e1 = await badJson.json() as { error: { message: string; type: string; code: string } };
+  assert.equal(e1.error.type, 'invalid_request_error');
+  assert.equal(e1.error.code, 'invalid_json');
+  const c = client(teacher);
+  await assert.rejects(c.completions.create({ model: 'gpt-9', prompt: 'x' }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 404 && e.code === 'model_not_found');
+  await assert.rejects(c.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 510 }),
+    (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && /maximum context length is 512 tokens; the prompt has 5 tokens and max_tokens is 510/.test(e.message));
+  await assert.rejects(c.completions.create({ model: 'stories260K', prompt: 'x', temperature: 7 }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === 'temperature');
+  const big = await post(JSON.stringify({ model: 'stories260K', prompt: 'a'.repeat(2 << 20) }));
+  assert.equal(big.status, 413);
+  assert.equal((await big.json() as { error: { code: string } }).error.code, 'request_too_large');
+  assert.equal((await fetch(`${teacher.url}/health`)).status, 200, 'still up');
+});
+
+test('a full queue answers 429; an API key is checked', async () => {
+  const s = await startServer({ loaded: loadModel(STORIES), modelPath: STORIES, port: 0, slots: 1, maxQueue: 1, apiKey: 'sekret', log: () => {} });
+  try {
+    await assert.rejects(client(s, 'wrong').models.list(), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 401 && e.code === 'invalid_api_key');
+    const c = client(s, 'sekret');
+    const ac = new AbortController();
+    const first = await c.completions.create({ model: 'stories260K', prompt: 'Once', max_tokens: 500, temperature: 0, stream: true }, { signal: ac.signal });
+    const it = first[Symbol.asyncIterator]();
+    await it.next(); // running: the one slot is taken
+    const queued = c.completions.create({ model: 'stories260K', prompt: 'The cat', max_tokens: 5, temperature: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    await assert.rejects(c.completions.create({ model: 'stories260K', prompt: 'x', max_tokens: 5 }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 429 && e.code === 'rate_limit_exceeded');
+    ac.abort();
+    assert.equal((await queued).choices[0].text.length > 0, true, 'the queued request ran once the slot was free');
+  } finally {
+    await s.close();
+  }
+});
+
+test('echoatt serve: SIGTERM lets a running stream finish, then exits 0', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--port', '0', '--max-batch', '2'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += String(d)));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  while (!/on (http:\/\/\S+)/.test(out)) {
+    if (child.exitCode !== null) assert.fail(`serve exited early: ${out}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const url = /on (http:\/\/\S+)/.exec(out)![1];
+  const c = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
+  const stream = await c.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 300, temperature: 0, stream: true });
+  const it = stream[Symbol.asyncIterator]();
+  let text = (await it.next()).value!.choices[0].text;
+  child.kill('SIGTERM');
+  let finish: string | null = null;
+  for (let r = await it.next(); !r.done; r = await it.next()) {
+    text += r.value.choices[0].text;
+    finish = r.value.choices[0].finish_reason ?? finish;
+  }
+  assert.ok(finish === 'length' || finish === 'stop', 'the running stream finished normally');
+  assert.ok(text.length > 20);
+  assert.equal(await exited, 0);
+});
+
+test('--model takes a Hugging Face repo id, resolved offline in the local cache layout', () => {
+  const hub = path.join(root, 'hub');
+  const hash = 'a'.repeat(40);
+  const snap = path.join(hub, 'models--echoatt-test--stories260K', 'snapshots', hash);
+  const conv = cli(['convert', '--model', STORIES, '--out', snap]);
+  assert.equal(conv.status, 0, String(conv.stderr));
+  fs.mkdirSync(path.join(hub, 'models--echoatt-test--stories260K', 'refs'));
+  fs.writeFileSync(path.join(hub, 'models--echoatt-test--stories260K', 'refs', 'main'), `${hash}\n`);
+  fs.writeFileSync(path.join(hub, 'models--echoatt-test--stories260K', 'refs', 'v1'), hash);
+  const env = { ...process.env, HF_HUB_CACHE: hub };
+  assert.equal(resolveModelSpec('echoatt-test/stories260K', env), snap);
+  assert.equal(resolveModelSpec('echoatt-test/stories260K@v1', env), snap);
+  assert.equal(resolveModelSpec(`echoatt-test/stories260K@${hash}`, env), snap);
+  assert.throws(() => resolveModelSpec('echoatt-test/stories260K', { HF_HOME: path.join(root, 'elsewhere') }), /looked in \S+\/elsewhere\/hub\/models--echoatt-test--stories260K,/, 'HF_HOME/hub when HF_HUB_CACHE is unset');
+  const viaId = cli(['generate', '--model', 'echoatt-test/stories260K', '--prompt', 'Once upon a time', '--temperature', '0', '--max-tokens', '30'], env);
+  assert.equal(viaId.status, 0, String(viaId.stderr));
+  assert.equal(viaId.stdout.toString(), generated(STORIES, 'Once upon a time', 30));
+  const missing = cli(['generate', '--model', 'nobody/nothing@dev', '--max-tokens', '1'], env);
+  assert.equal(missing.status, 2);
+  assert.match(String(missing.stderr), new RegExp(`nobody/nothing@dev: not a file or folder, and not in the local Hugging Face cache \\(looked in ${hub.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/models--nobody--nothing, .*refs/dev`));
+});
+
+test('stop strings end a completion before the stop text, also across streamed pieces', () => {
+  const m = new StopMatcher(['\n\n', 'END']);
+  assert.deepEqual(m.push('Hello\n'), { emit: 'Hello', stopped: false });
+  assert.deepEqual(m.push('\nWorld'), { emit: '', stopped: true });
+  const n = new StopMatcher(['END']);
+  assert.deepEqual(n.push('abcE'), { emit: 'abc', stopped: false });
+  assert.deepEqual(n.push('Nx'), { emit: 'ENx', stopped: false });
+  assert.deepEqual(n.push('yEN'), { emit: 'y', stopped: false });
+  assert.equal(n.flush('!'), 'EN!');
+  const o = new StopMatcher(['END']);
+  assert.deepEqual(o.push('abcEN'), { emit: 'abc', stopped: false });
+  assert.deepEqual(o.push('D and more'), { emit: '', stopped: true });
+  assert.equal(o.flush('tail'), '');
+});
