@@ -1,13 +1,15 @@
 /**
  * `npm run bench:share` — a TinyLlama-1.1B-shaped teacher (random f32 weights, 22 layers) against a shared-attention
  * student that shares 9 of its 22 inner layers, measured side by side in one run: prefill tokens/s at T = 512 and
- * 2048, decode tokens/s at context 2048, peak RSS and KV-cache bytes. Each model runs in its own child process so peak
+ * 2048 (through a KV cache, long prompts in query chunks, as generation prefills), decode tokens/s at context 2048,
+ * peak RSS and KV-cache bytes. Each model runs in its own child process so peak
  * memory is its own. Options: `--threads N`, `--decode-steps N`, `--layers N` (shrink for a quick look),
  * `--prefill 512,2048`.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { getBackend } from '../src/backend/index.js';
+import os from 'node:os';
+import { getBackend, simdLevel } from '../src/backend/index.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
 import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
@@ -66,8 +68,9 @@ function child(which: 'teacher' | 'student'): void {
   let kvBytesAtMax = 0;
   for (const t of prefills) {
     const ids = tokens(t, cfg.vocabSize, t);
+    // A prefill as generation runs it: into a KV cache, long steps in query chunks (ForwardOptions.chunk, 512).
     const t0 = performance.now();
-    model.forward(ids, { lastOnly: true });
+    model.forward(ids, { lastOnly: true, cache: model.newCache(1, t) });
     prefill.push({ t, tokPerS: (t * 1000) / (performance.now() - t0) });
   }
   {
@@ -109,7 +112,7 @@ if (childIdx >= 0) {
   const cfg = tinyLlamaConfig(layers);
   const plan = benchPlan(layers);
   const cost = sharingCost(cfg, plan, maxT);
-  console.log(`TinyLlama-1.1B shape, ${layers} layers, random f32 weights; backend ${be.name}, ${arg('threads', String(be.threads))} thread(s)`);
+  console.log(`${os.cpus()[0]?.model ?? 'cpu'}, SIMD ${simdLevel(be)}; TinyLlama-1.1B shape, ${layers} layers, random f32 weights; backend ${be.name}, ${arg('threads', String(be.threads))} thread(s)`);
   console.log(`student shares layers ${cost.sharedLayers.join(', ')} (${cost.sharedLayers.length} of ${layers})`);
   const t = run('teacher');
   const s = run('student');

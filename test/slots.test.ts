@@ -100,3 +100,24 @@ test('a slot cache follows the layer kinds: echo layers keep V only, so the same
   full.commit(a, 2);
   assert.throws(() => student.decodeSlots(Int32Array.of(3), Int32Array.of(a), full), /slot 0 is full/);
 });
+
+for (const [name, m] of models()) {
+  test(`a long step through the cache in query chunks equals one piece (${name})`, () => {
+    const T = 300;
+    const ids = Int32Array.from({ length: 2 * T }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1))); // (2, T)
+    const whole = m.forward(ids, { batch: 2, cache: m.newCache(2, 512), chunk: 0 });
+    const cache = m.newCache(2, 512);
+    const chunked = m.forward(ids, { batch: 2, cache, chunk: 64 });
+    assert.equal(cache.length, T);
+    assertClose(chunked, whole, `${name}: all logits, chunks of 64`, 1e-5, 1e-5);
+    const last = m.forward(ids, { batch: 2, cache: m.newCache(2, 512), chunk: 64, lastOnly: true });
+    const V = m.config.vocabSize;
+    for (let b = 0; b < 2; b++) assertClose(last.subarray(b * V, (b + 1) * V), whole.subarray(((b + 1) * T - 1) * V, (b + 1) * T * V), `${name}: last row ${b}`, 1e-5, 1e-5);
+    // Decoding on after a chunked prefill continues exactly as after one piece.
+    const c1 = m.newCache(1, 512);
+    const c2 = m.newCache(1, 512);
+    m.forward(ids.subarray(0, T), { cache: c1, chunk: 0, lastOnly: true });
+    m.forward(ids.subarray(0, T), { cache: c2, chunk: 100, lastOnly: true });
+    assertClose(m.forward(Int32Array.of(7), { cache: c2, lastOnly: true }), m.forward(Int32Array.of(7), { cache: c1, lastOnly: true }), `${name}: decode after`, 1e-5, 1e-5);
+  });
+}

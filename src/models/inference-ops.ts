@@ -39,6 +39,11 @@ export interface InferenceStep {
   slots?: { cache: SlotCache; ids: Int32Array };
   onAttentionProbs?: AttentionProbsHook;
   probsLayers?: ReadonlySet<number>;
+  /**
+   * Reuse anchors' probability buffers across the chunks of one long step (fresh pages cost more than the arithmetic
+   * that fills them): per anchor layer one buffer of at least `size` floats. The kernels write every element.
+   */
+  probsPool?: { buffers: Map<number, Float32Array>; size: number };
 }
 
 export class InferenceOps implements DecoderOps<Float32Array> {
@@ -122,13 +127,21 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     const kv = cache ? cache.update(l, k, v, t) : { k, v, s: t, qPos0: 0, batchStride: undefined };
     const hook = this.wantsHook(l);
     const out = new Float32Array(this.n * H * D); // (B, T, H, D)
-    const probs = keepProbs || hook ? new Float32Array(batch * H * t * kv.s) : undefined; // (B, H, T, S)
+    const probs = keepProbs || hook ? this.probsBuffer(l, batch * H * t * kv.s) : undefined; // (B, H, T, S)
     attention(this.m.backend, {
       q, k: kv.k as Float32Array, v: kv.v, out, probs, batch, tq: t, s: kv.s, nHeads: H, nKvHeads: Hkv, headDim: D,
       qPos0: kv.qPos0, scale: 1 / Math.sqrt(D), kvBatchStride: kv.batchStride,
     });
     if (hook && probs) this.st.onAttentionProbs!(l, probs, { batch, tq: t, s: kv.s });
     return { out, probs: keepProbs && probs ? probs : null };
+  }
+
+  private probsBuffer(l: number, need: number): Float32Array {
+    const pool = this.st.probsPool;
+    if (!pool) return new Float32Array(need);
+    let buf = pool.buffers.get(l);
+    if (!buf || buf.length < need) pool.buffers.set(l, (buf = new Float32Array(Math.max(need, pool.size))));
+    return buf.subarray(0, need);
   }
 
   echo(l: number, probs: Float32Array, v: Float32Array, heads: Int32Array | null): Float32Array {

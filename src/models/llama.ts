@@ -51,7 +51,18 @@ export interface ForwardOptions {
   from?: { layer: number; x: Float32Array; probs: ReadonlyMap<number, Float32Array> };
   /** Receives a copy of each layer's input residual stream `(B·T, dim)`. */
   onLayerInput?: (layer: number, x: Float32Array) => void;
+  /**
+   * With a cache, a step longer than this runs through all layers in query chunks of this many tokens, so an anchor's
+   * probabilities are `(B, H, chunk, S)`, never `(B, H, T, T)`: a student never needs more memory than its teacher.
+   * Default {@link PREFILL_CHUNK}; 0 = one piece. (Not with hooks or `from`, which want the whole step.)
+   */
+  chunk?: number;
+  /** @internal Anchors' probability buffers shared by the chunks of one long step. */
+  probsPool?: { buffers: Map<number, Float32Array>; size: number };
 }
+
+/** Default query-chunk length of a long step through the cache (see `ForwardOptions.chunk`). */
+export const PREFILL_CHUNK = 256;
 
 export class LlamaModel {
   readonly config: Readonly<LlamaConfig>;
@@ -135,6 +146,8 @@ export class LlamaModel {
     }
     const t = ids.length / batch;
     const cache = opts.cache;
+    const chunk = opts.chunk ?? PREFILL_CHUNK;
+    if (cache && chunk > 0 && t > chunk && !opts.onAttentionProbs && !opts.from && !opts.onLayerInput) return this.forwardChunked(ids, batch, t, chunk, opts);
     const past = cache ? cache.length : 0;
     if (cache && cache.batch !== batch) throw new ShapeError('LlamaModel.forward', `cache batch ${cache.batch} != ${batch}`);
     if (past + t > this.rope.maxPos) {
@@ -142,13 +155,32 @@ export class LlamaModel {
     }
     const pos = new Int32Array(batch * t);
     for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) pos[b * t + i] = past + i;
-    const ops = new InferenceOps(this, { batch, t, pos, cache, onAttentionProbs: opts.onAttentionProbs, probsLayers: opts.probsLayers });
+    const ops = new InferenceOps(this, { batch, t, pos, cache, onAttentionProbs: opts.onAttentionProbs, probsLayers: opts.probsLayers, probsPool: opts.probsPool });
     if (opts.from && opts.from.x.length !== batch * t * this.config.hiddenSize) {
       throw new ShapeError('LlamaModel.forward', `from.x has ${opts.from.x.length} elements, expected ${batch * t * this.config.hiddenSize}`);
     }
     const { x } = runDecoder(this.config, ops, ids, { from: opts.from, onLayerInput: opts.onLayerInput });
     cache?.advance(t);
     return this.head(x, batch, t, opts.lastOnly ?? false);
+  }
+
+  /** A long step through the cache, `chunk` query tokens at a time; logits as one call would return them. */
+  private forwardChunked(ids: Int32Array, batch: number, t: number, chunk: number, opts: ForwardOptions): Float32Array {
+    const V = this.config.vocabSize;
+    const lastOnly = opts.lastOnly ?? false;
+    const out = lastOnly ? null : new Float32Array(batch * t * V); // (B, T, V)
+    let last: Float32Array = new Float32Array(0);
+    // One buffer per anchor, sized for the last (widest) chunk, reused by every chunk.
+    const probsPool = { buffers: new Map<number, Float32Array>(), size: batch * this.config.numHeads * chunk * (opts.cache!.length + t) };
+    for (let t0 = 0; t0 < t; t0 += chunk) {
+      const tc = Math.min(chunk, t - t0);
+      const part = new Int32Array(batch * tc); // (B, tc)
+      for (let b = 0; b < batch; b++) part.set(ids.subarray(b * t + t0, b * t + t0 + tc), b * tc);
+      const logits = this.forward(part, { batch, cache: opts.cache, lastOnly, chunk: 0, probsPool }); // (B, V) or (B·tc, V)
+      if (out) for (let b = 0; b < batch; b++) out.set(logits.subarray(b * tc * V, (b + 1) * tc * V), (b * t + t0) * V);
+      else last = logits;
+    }
+    return out ?? last;
   }
 
   /** Final norm and LM head; `x` `(B·T, dim)`. */
