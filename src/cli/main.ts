@@ -3,7 +3,6 @@
  */
 import { Command, CommanderError } from 'commander';
 import { EchoattError, InterruptedError } from '../errors.js';
-import { closeOutputFolders } from '../io/output.js';
 import { registerGenerate } from './generate.js';
 import { registerConvert } from './convert.js';
 import { registerShare } from './share.js';
@@ -62,10 +61,9 @@ function fail(e: unknown): never {
 process.on('uncaughtException', fail);
 process.on('unhandledRejection', fail);
 // Ctrl-C: a command that handles it itself (training stops at a step boundary and checkpoints) has its own listener;
-// otherwise stop now. Either way the exit code is 130 and output folders are recorded and unlocked on the way out.
+// otherwise stop now. Either way the exit code is 130; output folders are recorded and unlocked by their exit hook.
 process.on('SIGINT', () => {
   if (process.listenerCount('SIGINT') > 1) return;
-  closeOutputFolders();
   process.exit(130);
 });
 

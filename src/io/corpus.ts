@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { OptionError, IoError, FormatError } from '../errors.js';
-import { decodeUtf8Text } from './fsutil.js';
+import { decodeUtf8Text, fsReason } from './fsutil.js';
 
 export type CorpusKind = 'text' | 'folder' | 'jsonl' | 'parquet' | 'gutenberg';
 
@@ -81,7 +81,7 @@ function readText(file: string): string {
   try {
     buf = fs.readFileSync(file);
   } catch (e) {
-    throw new IoError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
+    throw new IoError(file, `cannot read (${fsReason(e)})`, { cause: e });
   }
   return decodeUtf8Text(buf, file);
 }
@@ -119,7 +119,7 @@ async function* readJsonl(file: string, field: string): AsyncGenerator<string> {
     fs.accessSync(file, fs.constants.R_OK);
     stream = fs.createReadStream(file, { encoding: 'utf8' });
   } catch (e) {
-    throw new IoError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
+    throw new IoError(file, `cannot read (${fsReason(e)})`, { cause: e });
   }
   const rl = readline.createInterface({ input: stream, crlfDelay: Infinity });
   let lineNo = 0;
@@ -154,7 +154,7 @@ async function* readParquet(file: string, column: string): AsyncGenerator<string
   try {
     buf = await asyncBufferFromFile(file);
   } catch (e) {
-    throw new IoError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { cause: e });
+    throw new IoError(file, `cannot read (${fsReason(e)})`, { cause: e });
   }
   let meta;
   try {

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FormatError, IoError } from '../errors.js';
 
-/** Message of an fs error without the duplicated path Node puts in it. */
-function reason(e: unknown): string {
+/** The errno code of an fs failure (without the path Node repeats in its message), else the error as text. */
+export function fsReason(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err && typeof err.code === 'string' ? err.code : String(e);
 }
@@ -35,7 +35,7 @@ export function openForRead(file: string): number {
   try {
     return fs.openSync(file, 'r');
   } catch (e) {
-    throw new IoError(file, `cannot open (${reason(e)})`, { cause: e });
+    throw new IoError(file, `cannot open (${fsReason(e)})`, { cause: e });
   }
 }
 
@@ -44,7 +44,7 @@ export function fileSize(fd: number, file: string): number {
   try {
     return fs.fstatSync(fd).size;
   } catch (e) {
-    throw new IoError(file, `cannot stat (${reason(e)})`, { cause: e });
+    throw new IoError(file, `cannot stat (${fsReason(e)})`, { cause: e });
   }
 }
 
@@ -61,7 +61,7 @@ export function readExact(fd: number, file: string, dst: Uint8Array, position: n
     try {
       n = fs.readSync(fd, dst, done, len, position + done);
     } catch (e) {
-      throw new IoError(file, `read failed for ${what} (${reason(e)})`, { cause: e });
+      throw new IoError(file, `read failed for ${what} (${fsReason(e)})`, { cause: e });
     }
     if (n === 0) throw new FormatError(file, `unexpected end of file while reading ${what} (byte ${position + done})`);
     done += n;
@@ -74,7 +74,7 @@ export function readJsonFile(file: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new IoError(file, `cannot read (${reason(e)})`, { cause: e });
+    throw new IoError(file, `cannot read (${fsReason(e)})`, { cause: e });
   }
   try {
     return JSON.parse(text) as unknown;
@@ -109,7 +109,7 @@ export function writeAtomic(file: string, write: (fd: number) => void): void {
     fs.rmSync(tmp, { force: true });
     // fs failures (ENOSPC, EACCES, ...) become typed; errors thrown by `write` itself pass through.
     if (typeof (e as NodeJS.ErrnoException | undefined)?.syscall === 'string') {
-      throw new IoError(file, `write failed (${reason(e)})`, { cause: e });
+      throw new IoError(file, `write failed (${fsReason(e)})`, { cause: e });
     }
     throw e;
   }
@@ -156,7 +156,7 @@ export function appendLine(file: string, line: string): void {
         /* nothing more to do: resume drops a torn last line */
       }
     }
-    throw new IoError(file, `append failed (${reason(e)})`, { cause: e });
+    throw new IoError(file, `append failed (${fsReason(e)})`, { cause: e });
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }

@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { IoError, OutputError } from '../errors.js';
-import { writeTextAtomic } from './fsutil.js';
+import { fsReason, writeTextAtomic } from './fsutil.js';
 
 export const MANIFEST = '.echoatt-output.json';
 export const LOCK = '.echoatt.lock';
@@ -126,7 +126,7 @@ export class OutputFolder {
 }
 
 /** Close every open folder (on exit, however the process ends short of SIGKILL). */
-export function closeOutputFolders(): void {
+function closeOutputFolders(): void {
   for (const f of [...openFolders]) {
     try {
       f.close();
@@ -309,10 +309,4 @@ function releaseLock(abs: string): void {
   const file = path.join(abs, LOCK);
   const held = readLock(file);
   if (held && held.pid === process.pid && held.host === os.hostname()) fs.rmSync(file, { force: true });
-}
-
-/** The errno code of an fs failure, else its message. */
-export function fsReason(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  return err && typeof err.code === 'string' ? err.code : String(e);
 }

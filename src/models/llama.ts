@@ -18,7 +18,7 @@
 import type { Backend } from '../backend/backend.js';
 import { getBackend } from '../backend/index.js';
 import type { LlamaConfig } from './config.js';
-import { KVCache } from './kvcache.js';
+import { KVCache, type LayerCacheSpec } from './kvcache.js';
 import { SlotCache } from './slot-cache.js';
 import { ropeTables, type RopeTables } from './rope.js';
 import { linear } from '../nn/layers.js';
@@ -105,15 +105,18 @@ export class LlamaModel {
   /** A cache laid out per layer kind: echo layers keep V only, every other layer K and V. */
   newCache(batch: number, capacity: number): KVCache {
     const c = this.config;
-    const spec = c.attention.map((k) => ({ keys: k.kind !== 'echo', values: true }));
-    return new KVCache(spec, batch, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
+    return new KVCache(this.cacheLayout(), batch, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
   }
 
   /** A cache of `slots` independent sequences for continuous batching, laid out per layer kind like {@link newCache}. */
   newSlotCache(slots: number, capacity: number): SlotCache {
     const c = this.config;
-    const spec = c.attention.map((k) => ({ keys: k.kind !== 'echo', values: true }));
-    return new SlotCache(spec, slots, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
+    return new SlotCache(this.cacheLayout(), slots, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
+  }
+
+  /** What each layer caches: echo layers read their anchor's probabilities, so they keep V only. */
+  private cacheLayout(): LayerCacheSpec[] {
+    return this.config.attention.map((k) => ({ keys: k.kind !== 'echo', values: true }));
   }
 
   /**

@@ -170,7 +170,7 @@ export class Engine {
   /** Sample the next token of `s` from its logits row and stream it, or finish the sequence. */
   private take(s: Live, row: Float32Array): void {
     s.next = -1;
-    const id = s.sampler.sample(row.slice());
+    const id = s.sampler.sample(row); // may modify the row: each step's logits are fresh and read only here
     if (s.stopIds.has(id)) return this.finish(s, 'stop');
     s.generated++;
     if (s.generated === 1) s.firstTokenMs = performance.now() - s.t0;

@@ -182,7 +182,7 @@ function toApiError(err: Error & { code?: string; statusCode?: number }): ApiErr
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new ApiError(413, `request body too large (${err.message})`, 'invalid_request_error', 'request_too_large');
   if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new ApiError(415, err.message, 'invalid_request_error', 'unsupported_media_type');
   if (err.statusCode === 400 || err instanceof SyntaxError) return new ApiError(400, `invalid JSON body (${err.message})`, 'invalid_request_error', 'invalid_json');
-  if ((err as { code?: string }).code?.startsWith('E_')) return new ApiError(400, err.message, 'invalid_request_error', 'invalid_value');
+  if (err.code?.startsWith('E_')) return new ApiError(400, err.message, 'invalid_request_error', 'invalid_value');
   return new ApiError(500, `internal error: ${err.message}`, 'server_error', 'internal_error');
 }
 
