@@ -182,7 +182,7 @@ async function searchCharts(result: AnalysisResult, sub: string, put: (name: str
   const L = result.model.numLayers;
   await put('search-curve', lineChart([{ name: 'searched plan', x: r.path.map((t) => t.step), y: r.path.map((t) => t.delta) }], {
     title: 'Measured search: calibration loss rise by number of shared layers', subtitle: `${sub} · ${r.align === 'cosine' ? 'heads aligned' : 'heads unaligned'}`,
-    xTitle: 'shared layers', yTitle: 'Δ loss (nats/token)',
+    xTitle: 'shared layers', yTitle: 'Δ loss (nats/token)', xInteger: true,
   }));
   const m = new Float64Array(L * L).fill(NaN);
   for (const t of r.singles) m[t.moves[0].layer * L + t.moves[0].anchor] = t.delta;

@@ -57,6 +57,8 @@ export interface LineChartOptions {
   xTitle?: string;
   yTitle?: string;
   logY?: boolean;
+  /** x values are counts: ticks at whole numbers, printed without decimals. */
+  xInteger?: boolean;
   width?: number;
   height?: number;
   subtitle?: string;
@@ -270,7 +272,7 @@ export async function lineChart(series: readonly LineSeries[], opts: LineChartOp
     height: opts.height ?? 280,
     mark: { type: 'line', point: values.length <= 60 },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: opts.xTitle ?? null },
+      x: { field: 'x', type: 'quantitative', title: opts.xTitle ?? null, ...(opts.xInteger ? { axis: { format: 'd', tickMinStep: 1 } } : {}) },
       y: { field: 'y', type: 'quantitative', title: opts.yTitle ?? null, scale: opts.logY ? { type: 'log' } : { zero: false } },
       color: { field: 'series', type: 'nominal', title: null, sort: series.map((s) => s.name), legend: series.length > 1 ? {} : null },
     },
