@@ -1,7 +1,13 @@
 /*
  * OpenBLAS sgemm timing for bench/gemm.ts: the baseline the native kernel is held against.
  * Usage: openblas_gemm M N K LAYOUT REPS   (LAYOUT: NN, NT = A·Bᵀ, TN = Aᵀ·B; threads from OPENBLAS_NUM_THREADS)
- * Prints one line: the best GFLOP/s over REPS timed runs after one warm-up run.
+ *        openblas_gemm info                (what OpenBLAS is running as, then exit)
+ * The timing mode prints one line: the best GFLOP/s over REPS timed runs after one warm-up run, then a tab and the
+ * kernel core OpenBLAS picked (openblas_get_corename), so every number carries the core that produced it.
+ * The info mode prints three lines: "config <openblas_get_config()>", "core <openblas_get_corename()>",
+ * "threads <openblas_get_num_threads()>".
+ * bench/gemm.ts runs this with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed, so OpenBLAS's own CPU detection
+ * (DYNAMIC_ARCH in Debian's build) picks the kernels; OPENBLAS_VERBOSE=2 makes it report that choice on stderr.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -16,12 +22,22 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "info") == 0) {
+    printf("config %s\n", openblas_get_config());
+    printf("core %s\n", openblas_get_corename());
+    printf("threads %d\n", openblas_get_num_threads());
+    return 0;
+  }
   if (argc != 6) {
-    fprintf(stderr, "usage: %s M N K NN|NT|TN REPS\n", argv[0]);
+    fprintf(stderr, "usage: %s M N K NN|NT|TN REPS\n       %s info\n", argv[0], argv[0]);
     return 2;
   }
   const int m = atoi(argv[1]), n = atoi(argv[2]), k = atoi(argv[3]), reps = atoi(argv[5]);
   const int ta = argv[4][0] == 'T', tb = argv[4][1] == 'T';
+  if (m <= 0 || n <= 0 || k <= 0 || reps <= 0) {
+    fprintf(stderr, "M, N, K and REPS must be positive\n");
+    return 2;
+  }
   float *a = malloc(sizeof(float) * (size_t)m * k);
   float *b = malloc(sizeof(float) * (size_t)k * n);
   float *c = malloc(sizeof(float) * (size_t)m * n);
@@ -39,7 +55,7 @@ int main(int argc, char **argv) {
     const double dt = now_s() - t0;
     if (r >= 0 && dt < best) best = dt;
   }
-  printf("%.3f\n", 2.0 * m * n * k / best * 1e-9);
+  printf("%.3f\t%s\n", 2.0 * m * n * k / best * 1e-9, openblas_get_corename());
   free(a);
   free(b);
   free(c);

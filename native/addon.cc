@@ -14,6 +14,7 @@
 
 #include "gather.h"
 #include "kernels.h"
+#include "program.h"
 #include "threadpool.h"
 
 namespace echoatt {
@@ -394,6 +395,14 @@ napi_value Info(napi_env env, napi_callback_info) {
   napi_set_named_property(env, obj, "simd", simd);
   napi_set_named_property(env, obj, "built", built);
   napi_set_named_property(env, obj, "threads", threads);
+  napi_value words;
+  napi_create_array(env, &words);
+  for (int op = 0; op < program_ops(); ++op) {
+    napi_value w;
+    napi_create_int32(env, program_words(op), &w);
+    napi_set_element(env, words, (uint32_t)op, w);
+  }
+  napi_set_named_property(env, obj, "programWords", words);
   return obj;
 }
 
@@ -438,6 +447,9 @@ NAPI_MODULE_INIT() {
       {"axpy", nullptr, Axpy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"embedding", nullptr, Embedding, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"embeddingBackward", nullptr, EmbeddingBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"compileProgram", nullptr, CompileProgram, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"runProgram", nullptr, RunProgram, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"programProfile", nullptr, ProgramProfile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return nullptr;
   return exports;

@@ -2,6 +2,8 @@
 // Layouts: q/out (B, Tq, H, D), k/v (B, S, Hkv, D) with a batch stride, probabilities (B, H, Tq, S).
 #pragma once
 
+#include <vector>
+
 #include "kernels_body.h"
 
 namespace echoatt {
@@ -40,8 +42,7 @@ static inline void scores_row(const float* q, const float* kb, int64_t kv_row, i
       a2 = fma8(qv, load8_part(k2 + d, D - d), a2);
       a3 = fma8(qv, load8_part(k3 + d, D - d), a3);
     }
-    hsum4(a0, a1, a2, a3, p + j);
-    for (int i = 0; i < 4; ++i) p[j + i] *= scale;
+    hsum4_scaled(a0, a1, a2, a3, scale, p + j);
   }
   for (; j < n; ++j) p[j] = dot(q, kb + j * kv_row, D) * scale;
 }
@@ -70,6 +71,16 @@ static inline void pv_row(const float* p, int64_t n, const float* vb, int64_t kv
       for (int i = 0; i < 4; ++i) a[0][i] = fma8(p0, load8(v0 + 8 * i), a[0][i]);
     }
     for (int i = 0; i < 4; ++i) store8(o + d0 + 8 * i, load8(o + d0 + 8 * i) + (a[0][i] + a[1][i]));
+  }
+  for (; d0 + 8 <= D; d0 += 8) {  // full 8-column groups: plain loads (masked ones are slow on some cores)
+    F8 a0 = zero8(), a1 = zero8();
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      a0 = fma8(set8(p[j]), load8(vb + j * kv_row + d0), a0);
+      a1 = fma8(set8(p[j + 1]), load8(vb + (j + 1) * kv_row + d0), a1);
+    }
+    if (j < n) a0 = fma8(set8(p[j]), load8(vb + j * kv_row + d0), a0);
+    store8(o + d0, load8(o + d0) + (a0 + a1));
   }
   for (; d0 < D; d0 += 8) {
     const int64_t w = min64(8, D - d0);
@@ -142,7 +153,12 @@ static void attention(const AttentionArgs& a) {
   parallel_for(
       units, max64(1, kGrainElems / work_per_unit),
       [&](int64_t u0, int64_t u1) {
-        float* scratch = a.probs ? nullptr : new float[(size_t)(um.heads_per_unit * max64(S, 1))];
+        // Per-thread scratch kept across calls: a decode step calls this once per layer, and a fresh allocation
+        // per call showed up in profiles of small models.
+        thread_local std::vector<float> scratch_buf;
+        const size_t need = a.probs ? 0 : (size_t)(um.heads_per_unit * max64(S, 1));
+        if (scratch_buf.size() < need) scratch_buf.resize(need);
+        float* scratch = scratch_buf.data();
         float* p[kMaxHeadsPerUnit];
         float* o[kMaxHeadsPerUnit];
         for (int64_t u = u0; u < u1; ++u) {
@@ -175,7 +191,6 @@ static void attention(const AttentionArgs& a) {
             pv_heads(p, o, nh, n_keys, vb, hm.kv_row, D);
           }
         }
-        delete[] scratch;
       },
       8);
 }

@@ -477,6 +477,35 @@ static void stream_product_nw(const float* x, const WT* w, int64_t ldw, float* o
   });
 }
 
+// One x row against 4 rows of W with k ≤ kShortK: on small models (stories260K: k = 64) a row is a few FMAs and the
+// per-row horizontal sum dominated; here 4 rows × 2 chains run together and one hsum4 reduces all four.
+constexpr int64_t kShortK = 256;
+template <bool BF, class WT>
+static inline void short_rows4(const WT* w, int64_t ldw, int64_t k, const float* x, float* out, float beta) {
+  F8 a[2][4];
+  for (int u = 0; u < 2; ++u)
+    for (int q = 0; q < 4; ++q) a[u][q] = zero8();
+  int64_t j = 0;
+  for (; j + 16 <= k; j += 16) {
+    const F8 x0 = load8(x + j), x1 = load8(x + j + 8);
+    for (int q = 0; q < 4; ++q) {
+      a[0][q] = fma8(load_w8<BF>(w + q * ldw + j), x0, a[0][q]);
+      a[1][q] = fma8(load_w8<BF>(w + q * ldw + j + 8), x1, a[1][q]);
+    }
+  }
+  if (j + 8 <= k) {
+    const F8 x0 = load8(x + j);
+    for (int q = 0; q < 4; ++q) a[0][q] = fma8(load_w8<BF>(w + q * ldw + j), x0, a[0][q]);
+    j += 8;
+  }
+  float s[4];
+  hsum4(a[0][0] + a[1][0], a[0][1] + a[1][1], a[0][2] + a[1][2], a[0][3] + a[1][3], s);
+  for (int q = 0; q < 4; ++q) {
+    for (int64_t t = j; t < k; ++t) s[q] += load_w1<BF>(w + q * ldw + t) * x[t];
+    out[q] = beta == 0.f ? s[q] : s[q] + beta * out[q];
+  }
+}
+
 // out[r·ldo + q] = x[r]·W[q] (+ beta·out) for r < rows, q < n; x dense (rows, k), W rows at stride ldw.
 // Up to 4 rows of x the product is memory bound and one linear stream of W wins (above). With more rows W is
 // re-read from L1 for every group of four, the FMAs start to matter, and 3 rows of W per block (12 accumulators,
@@ -484,7 +513,14 @@ static void stream_product_nw(const float* x, const WT* w, int64_t ldw, float* o
 template <bool BF, class WT>
 static void stream_product(const float* x, const WT* w, int64_t ldw, float* out, int64_t ldo, int64_t rows,
                            int64_t n, int64_t k, float beta = 0.f) {
-  if (rows <= 4) {
+  if (rows == 1 && ldo == 1 && k <= kShortK) {
+    parallel_for((n + 3) / 4, max64(1, kGrainElems / max64(4 * k, 1)), [&](int64_t b0, int64_t b1) {
+      for (int64_t q = 4 * b0; q < min64(n, 4 * b1); q += 4) {
+        if (q + 4 <= n) short_rows4<BF>(w + q * ldw, ldw, k, x, out + q, beta);
+        else for (int64_t i = q; i < n; ++i) stream_rows<BF, 1, 1>(w + i * ldw, ldw, k, x, out + i, ldo, beta);
+      }
+    });
+  } else if (rows <= 4) {
     stream_product_nw<BF, 1>(x, w, ldw, out, ldo, rows, n, k, beta);
   } else {
     stream_product_nw<BF, 3>(x, w, ldw, out, ldo, rows, n, k, beta);

@@ -68,6 +68,12 @@ static inline void hsum4(F8 a, F8 b, F8 c, F8 d, float* out) {
   const __m256 abcd = _mm256_hadd_ps(ab, cd);  // per 128-bit half: partial sums of a, b, c, d
   _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
 }
+// The same four sums, each times `scale` (one vector multiply: the same rounding as scaling each sum).
+static inline void hsum4_scaled(F8 a, F8 b, F8 c, F8 d, float scale, float* out) {
+  const __m256 ab = _mm256_hadd_ps(a.v, b.v), cd = _mm256_hadd_ps(c.v, d.v);
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);
+  _mm_storeu_ps(out, _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)), _mm_set1_ps(scale)));
+}
 static inline float hmax8(F8 a) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -123,6 +129,10 @@ static inline void hsum4(F8 a, F8 b, F8 c, F8 d, float* out) {
   out[1] = hsum8(b);
   out[2] = hsum8(c);
   out[3] = hsum8(d);
+}
+static inline void hsum4_scaled(F8 a, F8 b, F8 c, F8 d, float scale, float* out) {
+  hsum4(a, b, c, d, out);
+  for (int i = 0; i < 4; ++i) out[i] *= scale;
 }
 static inline float hmax8(F8 a) {
   float m = a.v[0];

@@ -18,6 +18,7 @@
  * queries `(B, Tq, H, D)`, keys/values `(B, S, Hkv, D)`, with `H % Hkv === 0` (grouped-query attention:
  * query head `h` reads key/value head `floor(h / (H / Hkv))`). Probability matrices are head-major `(B, H, Tq, S)`.
  */
+import type { StepProgram, StepRunner } from './program.js';
 import type { HalfDType } from '../tensor/dtype.js';
 export interface Backend {
   /** Short name, e.g. `'reference'` or `'native'`. */
@@ -146,6 +147,13 @@ export interface Backend {
 
   /** Backward of {@link embedding}: ACCUMULATES `dTable[ids[t], :] += dOut[t, :]` (repeated ids add up). */
   embeddingBackward(dOut: Float32Array, ids: Int32Array, dTable: Float32Array, vocab: number, dim: number): void;
+
+  /**
+   * Prepare a {@link StepProgram} (one decode step of a whole model as kernel calls over fixed buffers, see
+   * `program.ts`) and return a function that runs it for one token at one position. The native backend runs a step
+   * in one call; the reference interprets it through its own methods. Results equal the same calls made one by one.
+   */
+  stepProgram(p: StepProgram): StepRunner;
 }
 
 export type RopeStyle = 'interleaved' | 'half';

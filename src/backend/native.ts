@@ -11,6 +11,7 @@ import { gemmLayout, type AttentionBackwardParams, type AttentionParams, type Ba
 import type { HalfDType, ProbsTimesVBackwardParams, ProbsTimesVParams, RopeStyle } from './backend.js';
 import { ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
+import type { ProgramArray, StepProgram, StepRunner } from './program.js';
 
 type F32 = Float32Array;
 type I32 = Int32Array;
@@ -20,7 +21,7 @@ export type NativeSimd = 'avx512' | 'avx2' | 'portable';
 
 /** The addon's exports (native/addon.cc). Optional arrays are passed as `null`. */
 interface Addon {
-  info(): { simd: NativeSimd; built: NativeSimd[]; threads: number };
+  info(): { simd: NativeSimd; built: NativeSimd[]; threads: number; programWords: number[] };
   setThreads(n: number): void;
   gemm(
     a: F32, b: F32, c: F32, m: number, n: number, k: number, transA: boolean, transB: boolean,
@@ -62,6 +63,9 @@ interface Addon {
   axpy(alpha: number, x: F32, y: F32, n: number): void;
   embedding(table: F32, ids: I32, out: F32, vocab: number, dim: number): void;
   embeddingBackward(dOut: F32, ids: I32, dTable: F32, vocab: number, dim: number): void;
+  compileProgram(code: I32, consts: Float64Array, arrays: readonly ProgramArray[], maxPos: number, vocab: number): object;
+  runProgram(handle: object, token: number, pos: number): void;
+  programProfile(handle: object, on: boolean): Float64Array;
 }
 
 /** The addon reports bad token ids / targets as errors with code E_SHAPE; surface them as typed ShapeErrors. */
@@ -93,6 +97,11 @@ export class NativeBackend implements Backend {
   /** The kernel sets this build of the addon contains, widest first (`'portable'` always; the x86 ones on x86). */
   get builtSimd(): NativeSimd[] {
     return this.#addon.info().built;
+  }
+
+  /** Operand words per step-program opcode as the addon decodes them (tests hold them against `program.ts`). */
+  get programWords(): number[] {
+    return this.#addon.info().programWords;
   }
 
   setThreads(n: number): void {
@@ -198,6 +207,22 @@ export class NativeBackend implements Backend {
     } catch (err) {
       rethrowShape('embedding', err);
     }
+  }
+
+  stepProgram(p: StepProgram): StepRunner {
+    const addon = this.#addon;
+    const handle = addon.compileProgram(p.code, p.consts, p.arrays, p.maxPos, p.vocab);
+    // The closure keeps `p.arrays` alive as long as the handle that points into them.
+    const arrays = p.arrays;
+    const run = (token: number, pos: number) => {
+      try {
+        addon.runProgram(handle, token, pos);
+      } catch (err) {
+        rethrowShape('stepProgram', err);
+      }
+      void arrays;
+    };
+    return Object.assign(run, { profile: (on: boolean) => addon.programProfile(handle, on) });
   }
 
   embeddingBackward(dOut: F32, ids: I32, dTable: F32, vocab: number, dim: number): void {

@@ -15,6 +15,8 @@ import type {
   RopeStyle,
 } from './backend.js';
 import { gemmLayout } from './backend.js';
+import type { StepProgram, StepRunner } from './program.js';
+import { interpretProgram } from './program-run.js';
 import { ShapeError } from '../errors.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 
@@ -22,6 +24,10 @@ export class ReferenceBackend implements Backend {
   readonly name = 'reference';
   readonly threads = 1;
   setThreads(_n: number): void {}
+
+  stepProgram(p: StepProgram): StepRunner {
+    return interpretProgram(this, p);
+  }
 
   gemm(p: GemmParams): void {
     const { a, b, c } = p;

@@ -16,6 +16,7 @@ import type {
 import { gemmLayout } from './backend.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
+import { checkProgram, checkStep } from './program-run.js';
 
 type Arr = Float32Array | Int32Array;
 
@@ -113,6 +114,14 @@ export function checkedBackend(inner: Backend): Backend {
     ...attentionOps(inner),
     ...softmaxOps(inner),
     ...pointwiseOps(inner),
+    stepProgram(p) {
+      checkProgram(p); // once: every access of every step, at every position the program may run at
+      const run = inner.stepProgram(p);
+      return Object.assign((token: number, pos: number) => {
+        checkStep(p, token, pos);
+        run(token, pos);
+      }, { profile: (on: boolean) => run.profile(on) });
+    },
   };
 }
 

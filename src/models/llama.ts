@@ -26,6 +26,7 @@ import type { StoredTensor } from '../tensor/tensor.js';
 import { ShapeError } from '../errors.js';
 import { runDecoder } from './decoder.js';
 import { InferenceOps, type AttentionProbsHook } from './inference-ops.js';
+import { compileDecodeStep, type DecodeStep } from './program-ops.js';
 import { echoLayers, type LayerAttention } from './attention-kinds.js';
 import { parameterCount, paramsFromWeights, type LlamaParams, type WeightMode } from './params.js';
 import type { SharingPlan } from './sharing-plan.js';
@@ -69,6 +70,13 @@ export class LlamaModel {
   readonly params: LlamaParams;
   readonly backend: Backend;
   readonly rope: RopeTables;
+  /**
+   * One-token steps of one sequence through a cache run as a compiled step program: one backend call per token
+   * instead of dozens per layer (same logits, bit for bit). Off: every step goes op by op (for comparisons).
+   */
+  useStepPrograms = true;
+  /** The compiled decode step of each cache it has decoded through (a program is tied to its cache's buffers). */
+  private readonly steps = new WeakMap<KVCache, DecodeStep>();
 
   constructor(config: Readonly<LlamaConfig>, params: LlamaParams, backend: Backend = getBackend()) {
     this.config = config;
@@ -120,6 +128,16 @@ export class LlamaModel {
   }
 
   /**
+   * The compiled one-token step through `cache` (batch 1), made on first use and kept as long as the cache: what
+   * `forward` runs for one token of one sequence. `run(token)` appends at `cache.length`; `profile` times each kernel.
+   */
+  decodeStep(cache: KVCache): DecodeStep {
+    let step = this.steps.get(cache);
+    if (!step) this.steps.set(cache, (step = compileDecodeStep(this, cache)));
+    return step;
+  }
+
+  /**
    * One decode step of several sequences at once: token `ids[b]` is appended to slot `slots[b]` of `cache` at that
    * slot's own length. The linear layers run on all rows together (the weights are read once for the batch); each
    * row attends over its own slot. Returns logits `(B, V)` and advances every slot by one.
@@ -155,6 +173,10 @@ export class LlamaModel {
     if (cache && cache.batch !== batch) throw new ShapeError('LlamaModel.forward', `cache batch ${cache.batch} != ${batch}`);
     if (past + t > this.rope.maxPos) {
       throw new ShapeError('LlamaModel.forward', `positions up to ${past + t} exceed max_position_embeddings ${this.rope.maxPos}`);
+    }
+    if (cache && t === 1 && batch === 1 && this.useStepPrograms && !opts.onAttentionProbs && !opts.from && !opts.onLayerInput) {
+      if (past + 1 > cache.capacity) throw new ShapeError('KVCache.write', `cache full: ${past} + 1 tokens exceed capacity ${cache.capacity}`);
+      return this.decodeStep(cache).run(ids[0]).slice(); // (1, V)
     }
     const pos = new Int32Array(batch * t);
     for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) pos[b * t + i] = past + i;

@@ -1,0 +1,238 @@
+/**
+ * Checking and interpreting {@link StepProgram}s. {@link checkProgram} proves once, when a program is made, that every
+ * instruction stays inside its arrays at every position it may run at (extents only grow with `pos`, so checking at
+ * `maxPos − 1` covers all), which is what lets the native runner skip per-op checks. {@link interpretProgram} is the
+ * plain implementation: it runs each instruction as the matching {@link Backend} call, so any backend can run
+ * programs and tests hold the native runner against it.
+ */
+import type { Backend } from './backend.js';
+import { decodeProgram, type Decoded, type ProgramArray, type Ref, type StepProgram, type StepRunner } from './program.js';
+import { ShapeError } from '../errors.js';
+
+type Kind = 'f32' | 'u16' | 'i32';
+const KIND_OF = (a: ProgramArray): Kind => (a instanceof Float32Array ? 'f32' : a instanceof Uint16Array ? 'u16' : 'i32');
+
+/** Throws a ShapeError naming the instruction if any access could fall outside its array, or a type is wrong. */
+export function checkProgram(p: StepProgram): void {
+  if (!(Number.isInteger(p.maxPos) && p.maxPos >= 1)) throw new ShapeError('stepProgram', `maxPos must be a positive integer, got ${p.maxPos}`);
+  if (!(Number.isInteger(p.vocab) && p.vocab >= 1)) throw new ShapeError('stepProgram', `vocab must be a positive integer, got ${p.vocab}`);
+  const S = p.maxPos;
+  decodeProgram(p).forEach((d, i) => {
+    const at = `instruction ${i} (${d.op})`;
+    const need = (name: string, kind: Kind, extent: number, optional = false): void => {
+      const r = d[name] as Ref;
+      if (optional && r.array === -1) return;
+      const a = p.arrays[r.array];
+      if (a === undefined) throw new ShapeError('stepProgram', `${at}: ${name} names array ${r.array}, which does not exist`);
+      if (KIND_OF(a) !== kind) throw new ShapeError('stepProgram', `${at}: ${name} must be ${kind}, got ${KIND_OF(a)}`);
+      if (!(Number.isInteger(r.offset) && r.offset >= 0 && extent >= 0 && r.offset + extent <= a.length)) {
+        throw new ShapeError('stepProgram', `${at}: ${name} needs ${extent} elements from offset ${r.offset}, array has ${a.length}`);
+      }
+    };
+    const n = (name: string): number => {
+      const v = d[name] as number;
+      if (!(Number.isInteger(v) && v >= 0)) throw new ShapeError('stepProgram', `${at}: ${name} must be a non-negative integer, got ${v}`);
+      return v;
+    };
+    checkOne(d, need, n, S, p.vocab, at, p);
+  });
+}
+
+function checkOne(
+  d: Decoded, need: (name: string, kind: Kind, extent: number, optional?: boolean) => void, n: (name: string) => number,
+  S: number, vocab: number, at: string, p: StepProgram,
+): void {
+  switch (d.op) {
+    case 'embed':
+      need('table', n('dtype') === 0 ? 'f32' : 'u16', vocab * n('dim'));
+      need('out', 'f32', n('dim'));
+      return;
+    case 'rmsnorm':
+      for (const r of ['x', 'w', 'out']) need(r, 'f32', n('dim'));
+      return;
+    case 'matvec':
+      need('w', 'f32', n('n') * n('k'));
+      need('x', 'f32', n('k'));
+      need('y', 'f32', n('n'));
+      return;
+    case 'matmulHalf':
+      need('w', 'u16', n('n') * n('k'));
+      need('x', 'f32', n('k'));
+      need('out', 'f32', n('n'));
+      return;
+    case 'gemvAdd':
+      if (n('ldb') < n('k')) throw new ShapeError('stepProgram', `${at}: ldb ${n('ldb')} < k ${n('k')}`);
+      need('x', 'f32', n('k'));
+      need('w', 'f32', n('n') === 0 ? 0 : (n('n') - 1) * n('ldb') + n('k'));
+      need('y', 'f32', n('n'));
+      return;
+    case 'add':
+    case 'siluMul':
+      for (const r of d.op === 'add' ? ['a', 'b', 'out'] : ['gate', 'up', 'out']) need(r, 'f32', n('n'));
+      return;
+    case 'zero':
+      need('out', 'f32', n('n'));
+      return;
+    case 'rope':
+      need('x', 'f32', n('heads') * n('headDim'));
+      need('cos', 'f32', S * (n('headDim') >> 1));
+      need('sin', 'f32', S * (n('headDim') >> 1));
+      return;
+    case 'store':
+      need('src', 'f32', n('row'));
+      need('cache', 'f32', S * n('row'));
+      return;
+    case 'attend':
+    case 'probsV': {
+      const [H, Hkv, D] = [n('heads'), n('kvHeads'), n('headDim')];
+      if (Hkv === 0 || H % Hkv !== 0) throw new ShapeError('stepProgram', `${at}: ${H} heads are not a multiple of ${Hkv} KV heads`);
+      if (n('kvStride') < S * Hkv * D) throw new ShapeError('stepProgram', `${at}: kvStride ${n('kvStride')} < ${S} positions × ${Hkv * D}`);
+      need('v', 'f32', S * Hkv * D);
+      need('out', 'f32', H * D);
+      if (d.op === 'attend') {
+        need('q', 'f32', H * D);
+        need('k', 'f32', S * Hkv * D);
+        need('probs', 'f32', H * S, true);
+      } else {
+        need('probs', 'f32', H * S);
+        need('map', 'i32', H, true);
+        const map = d.map as Ref;
+        if (map.array !== -1) {
+          need('scratch', 'f32', H * S);
+          const m = (p.arrays[map.array] as Int32Array).subarray(map.offset, map.offset + H);
+          if (m.some((h) => !(h >= 0 && h < H))) throw new ShapeError('stepProgram', `${at}: head map entries must lie in [0, ${H})`);
+        }
+      }
+      return;
+    }
+  }
+}
+
+/** Run `p` through `be`'s ordinary calls, one instruction at a time. `p` must have passed {@link checkProgram}. */
+export function interpretProgram(be: Backend, p: StepProgram): StepRunner {
+  const code = decodeProgram(p);
+  const posArr = new Int32Array(1);
+  const view = (r: Ref, n: number): Float32Array => (p.arrays[r.array] as Float32Array).subarray(r.offset, r.offset + n);
+  let ns: Float64Array | null = null;
+  const run = (token: number, pos: number) => {
+    checkStep(p, token, pos);
+    posArr[0] = pos;
+    const s = pos + 1;
+    code.forEach((d, i) => {
+      const t0 = ns ? performance.now() : 0;
+      step(be, p, d, view, token, pos, s, posArr);
+      if (ns) ns[i] += (performance.now() - t0) * 1e6;
+    });
+  };
+  return Object.assign(run, {
+    profile(on: boolean): Float64Array {
+      const out = ns ? ns.slice() : new Float64Array(code.length);
+      ns = on ? new Float64Array(code.length) : null;
+      return out;
+    },
+  });
+}
+
+/** The per-step checks every runner makes: the token and position are the only inputs a program has. */
+export function checkStep(p: StepProgram, token: number, pos: number): void {
+  if (!(Number.isInteger(token) && token >= 0 && token < p.vocab)) throw new ShapeError('stepProgram', `token id ${token} is outside [0, ${p.vocab})`);
+  if (!(Number.isInteger(pos) && pos >= 0 && pos < p.maxPos)) throw new ShapeError('stepProgram', `position ${pos} is outside [0, ${p.maxPos})`);
+}
+
+function step(
+  be: Backend, p: StepProgram, d: Decoded, view: (r: Ref, n: number) => Float32Array, token: number, pos: number, s: number, posArr: Int32Array,
+): void {
+  const r = (name: string) => d[name] as Ref;
+  const n = (name: string) => d[name] as number;
+  switch (d.op) {
+    case 'embed': {
+      const dim = n('dim');
+      const t = p.arrays[r('table').array];
+      const out = view(r('out'), dim);
+      if (t instanceof Float32Array) be.embedding(t, Int32Array.of(token), out, p.vocab, dim);
+      else widenRow(t as Uint16Array, token * dim, dim, n('dtype') === 2, out);
+      return;
+    }
+    case 'rmsnorm':
+      be.rmsnorm(view(r('x'), n('dim')), view(r('w'), n('dim')), view(r('out'), n('dim')), 1, n('dim'), n('eps'));
+      return;
+    case 'matvec':
+      be.matvec(p.arrays[r('w').array] as Float32Array, view(r('x'), n('k')), view(r('y'), n('n')), n('n'), n('k'), r('w').offset, n('accumulate') !== 0);
+      return;
+    case 'matmulHalf':
+      be.matmulHalf(view(r('x'), n('k')), p.arrays[r('w').array] as Uint16Array, n('dtype') === 2 ? 'bf16' : 'f16', view(r('out'), n('n')), 1, n('n'), n('k'));
+      return;
+    case 'gemvAdd':
+      be.gemm({
+        m: 1, n: n('n'), k: n('k'), a: p.arrays[r('x').array] as Float32Array, aOff: r('x').offset, lda: n('lda'),
+        b: p.arrays[r('w').array] as Float32Array, bOff: r('w').offset, ldb: n('ldb'), transB: true,
+        c: p.arrays[r('y').array] as Float32Array, cOff: r('y').offset, ldc: n('ldc'), beta: 1,
+      });
+      return;
+    case 'add':
+      be.add(view(r('a'), n('n')), view(r('b'), n('n')), view(r('out'), n('n')), n('n'));
+      return;
+    case 'siluMul':
+      be.siluMul(view(r('gate'), n('n')), view(r('up'), n('n')), view(r('out'), n('n')), n('n'));
+      return;
+    case 'zero':
+      view(r('out'), n('n')).fill(0);
+      return;
+    case 'rope': {
+      const x = view(r('x'), n('heads') * n('headDim'));
+      const cos = p.arrays[r('cos').array] as Float32Array;
+      const sin = p.arrays[r('sin').array] as Float32Array;
+      be.rope(x, 1, n('heads'), n('headDim'), posArr, cos.subarray(r('cos').offset), sin.subarray(r('sin').offset), n('half') ? 'half' : 'interleaved');
+      return;
+    }
+    case 'store': {
+      const row = n('row');
+      view(r('cache'), p.maxPos * row).set(view(r('src'), row), pos * row);
+      return;
+    }
+    case 'attend':
+    case 'probsV':
+      attendStep(be, p, d, view, pos, s);
+      return;
+  }
+}
+
+function attendStep(be: Backend, p: StepProgram, d: Decoded, view: (r: Ref, n: number) => Float32Array, pos: number, s: number): void {
+  const r = (name: string) => d[name] as Ref;
+  const n = (name: string) => d[name] as number;
+  const [H, Hkv, D, kvStride] = [n('heads'), n('kvHeads'), n('headDim'), n('kvStride')];
+  const kv = (name: string) => view(r(name), p.maxPos * Hkv * D);
+  const shape = { batch: 1, tq: 1, s, nHeads: H, nKvHeads: Hkv, headDim: D, kvBatchStride: kvStride };
+  if (d.op === 'attend') {
+    const probs = r('probs').array === -1 ? undefined : view(r('probs'), H * s);
+    be.attention({ ...shape, q: view(r('q'), H * D), k: kv('k'), v: kv('v'), out: view(r('out'), H * D), probs, qPos0: pos, scale: n('scale') });
+    return;
+  }
+  let probs = view(r('probs'), H * s);
+  if (r('map').array !== -1) {
+    const map = (p.arrays[r('map').array] as Int32Array).subarray(r('map').offset, r('map').offset + H);
+    const g = view(r('scratch'), H * s);
+    for (let h = 0; h < H; h++) g.set(probs.subarray(map[h] * s, (map[h] + 1) * s), h * s);
+    probs = g;
+  }
+  be.probsTimesV({ ...shape, probs, v: kv('v'), out: view(r('out'), H * D) });
+}
+
+/** One embedding row of a half-precision table, widened exactly (as `weightRowsF32`). */
+function widenRow(bits: Uint16Array, start: number, dim: number, bf16: boolean, out: Float32Array): void {
+  if (bf16) {
+    const u = new Uint32Array(out.buffer, out.byteOffset, dim);
+    for (let i = 0; i < dim; i++) u[i] = bits[start + i] << 16;
+    return;
+  }
+  for (let i = 0; i < dim; i++) out[i] = f16(bits[start + i]);
+}
+
+function f16(h: number): number {
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  const sign = h & 0x8000 ? -1 : 1;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
