@@ -1,5 +1,6 @@
 /** Small helpers shared by the benchmarks. */
 import fs from 'node:fs';
+import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
 
 /** Peak resident memory of this process in GiB: VmHWM (getrusage's maxrss is inherited from the parent across exec). */
 export function peakRssGiB(): number {
@@ -16,4 +17,29 @@ export function tokens(n: number, vocab: number, seed: number): Int32Array {
     out[i] = 1 + (s % (vocab - 1));
   }
   return out;
+}
+
+/** The speed benches' student: 9 of 22 TinyLlama layers echo an anchor (3 spans of 3), or one layer of a smaller model. */
+export function benchPlan(L: number): SharingPlan {
+  if (L === 22) return makePlan('manual', [{ anchor: 4, shared: [5, 6, 7] }, { anchor: 9, shared: [10, 11, 12] }, { anchor: 14, shared: [15, 16, 17] }]);
+  const mid = Math.floor(L / 2);
+  return makePlan('manual', [{ anchor: mid - 1, shared: [mid] }]);
+}
+
+/** Median, min and max of `xs` (the per-round figures of a bench). */
+export function spread(xs: readonly number[]): { median: number; min: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return { median: s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2, min: s[0], max: s[s.length - 1] };
+}
+
+/** `median (min–max)` with `d` decimals. */
+export function fmtSpread(xs: readonly number[], d = 1, unit = ''): string {
+  const { median, min, max } = spread(xs);
+  return `${median.toFixed(d)}${unit} (${min.toFixed(d)}–${max.toFixed(d)}${unit})`;
+}
+
+/** CPU model as /proc/cpuinfo names it. */
+export function cpuModel(): string {
+  return /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
 }

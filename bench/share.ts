@@ -1,21 +1,21 @@
 /**
- * `npm run bench:share` — a TinyLlama-1.1B-shaped teacher (random f32 weights, 22 layers) against a shared-attention
- * student that shares 9 of its 22 inner layers, measured side by side in one run: prefill tokens/s at T = 512 and
- * 2048 (through a KV cache, long prompts in query chunks, as generation prefills), decode tokens/s at context 2048,
- * peak RSS and KV-cache bytes. Each model runs in its own child process so peak
- * memory is its own. Options: `--threads N`, `--decode-steps N`, `--layers N` (shrink for a quick look),
- * `--prefill 512,2048`.
+ * `npm run bench:share` — a TinyLlama-1.1B-shaped teacher (random f32 weights, 22 layers, positions stretched to 4096
+ * + the decode window) against a shared-attention student that shares 9 of its 22 layers. For each context T
+ * (default 512, 2048, 4096): prefill T tokens through a KV cache (long prompts in query chunks, as generation
+ * prefills), then decode `--decode-steps` tokens after them (decode @T). Each model runs in its own child process so
+ * peak RSS is its own; `--rounds` rounds (default 5) alternate which model runs first, every cell is the median
+ * (min–max) over rounds and every ratio the median (min–max) of per-round ratios.
+ * Options: `--threads N`, `--decode-steps N`, `--layers N` (shrink for a quick look), `--contexts 512,2048,4096`, `--rounds N`.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import os from 'node:os';
 import { getBackend, simdLevel } from '../src/backend/index.js';
 import { LlamaModel } from '../src/models/llama.js';
-import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
-import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
+import { randomLlamaWeights, TINYLLAMA_CONFIG_JSON } from '../src/models/random.js';
+import { configFromJson } from '../src/models/config.js';
 import { buildStudent } from '../src/sharing/student.js';
 import { sharingCost } from '../src/sharing/cost.js';
-import { peakRssGiB, tokens } from './common.js';
+import { benchPlan, cpuModel, fmtSpread, peakRssGiB, tokens } from './common.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,75 +24,48 @@ function arg(name: string, def: string): string {
 
 const layers = Number(arg('layers', '22'));
 const decodeSteps = Number(arg('decode-steps', '16'));
-const prefills = arg('prefill', '512,2048').split(',').map(Number);
-const maxT = Math.max(...prefills);
+const contexts = arg('contexts', '512,2048,4096').split(',').map(Number);
+const rounds = Number(arg('rounds', '5'));
+const maxT = Math.max(...contexts);
 
-/** 9 of 22 inner layers in three groups, each reusing the layer just before it; scaled for --layers. */
-function benchPlan(L: number): SharingPlan {
-  if (L === 22) {
-    return makePlan('manual', [
-      { anchor: 4, shared: [5, 6, 7] },
-      { anchor: 9, shared: [10, 11, 12] },
-      { anchor: 14, shared: [15, 16, 17] },
-    ]);
-  }
-  const mid = Math.floor(L / 2);
-  return makePlan('manual', [{ anchor: mid - 1, shared: [mid] }]);
+/** TinyLlama's shape with room for the longest context and its decode window (random weights: nothing to extrapolate). */
+function benchConfig() {
+  return configFromJson({ ...TINYLLAMA_CONFIG_JSON, num_hidden_layers: layers, max_position_embeddings: Math.max(2048, maxT + decodeSteps) }, 'TinyLlama-1.1B shape (bench)');
 }
 
 interface ChildResult {
   which: string;
   params: number;
-  prefill: { t: number; tokPerS: number }[];
-  decodeTokPerS: number;
+  /** Per context: prefill tok/s of T tokens, then decode tok/s of the next `decodeSteps`. */
+  contexts: { t: number; prefill: number; decode: number; kvBytes: number }[];
   kvBytesPerToken: number;
-  kvBytesAtMax: number;
   peakRssGiB: number;
 }
-
-
 
 function child(which: 'teacher' | 'student'): void {
   const be = getBackend();
   if (process.argv.includes('--threads')) be.setThreads(Number(arg('threads', '2')));
-  const cfg = tinyLlamaConfig(layers);
+  const cfg = benchConfig();
   // Built in a nested call so the teacher's dropped q/k arrays are unreachable once the student exists.
   const build = () => {
     const teacher = LlamaModel.fromWeights(cfg, randomLlamaWeights(cfg, { seed: 11 }), be);
     return which === 'teacher' ? teacher : buildStudent(teacher, benchPlan(layers));
   };
   const model = build();
-  const prefill: ChildResult['prefill'] = [];
   model.forward(tokens(16, cfg.vocabSize, 1), { lastOnly: true }); // warm-up
-  let decodeTokPerS = 0;
-  let kvBytesAtMax = 0;
-  for (const t of prefills) {
-    const ids = tokens(t, cfg.vocabSize, t);
-    // A prefill as generation runs it: into a KV cache, long steps in query chunks (ForwardOptions.chunk, 512).
+  const out: ChildResult['contexts'] = [];
+  for (const t of contexts) {
+    const ids = tokens(t + decodeSteps, cfg.vocabSize, t);
+    const cache = model.newCache(1, t + decodeSteps);
+    // A prefill as generation runs it: into a KV cache, long steps in query chunks (ForwardOptions.chunk).
     const t0 = performance.now();
-    model.forward(ids, { lastOnly: true, cache: model.newCache(1, t) });
-    prefill.push({ t, tokPerS: (t * 1000) / (performance.now() - t0) });
-  }
-  {
-    // Decode the last `decodeSteps` positions before context maxT (positions stop at the model's 2048).
-    const p0 = maxT - decodeSteps;
-    const ids = tokens(maxT, cfg.vocabSize, 5);
-    const cache = model.newCache(1, maxT);
-    for (let i = 0; i < p0; i += 512) model.forward(ids.subarray(i, Math.min(p0, i + 512)), { cache, lastOnly: true });
+    model.forward(ids.subarray(0, t), { lastOnly: true, cache });
     const t1 = performance.now();
-    for (let i = p0; i < maxT; i++) model.forward(ids.subarray(i, i + 1), { cache, lastOnly: true });
-    decodeTokPerS = (decodeSteps * 1000) / (performance.now() - t1);
-    kvBytesAtMax = cache.bytesPerToken() * cache.length;
+    for (let i = t; i < t + decodeSteps; i++) model.forward(ids.subarray(i, i + 1), { cache, lastOnly: true });
+    const t2 = performance.now();
+    out.push({ t, prefill: (t * 1000) / (t1 - t0), decode: (decodeSteps * 1000) / (t2 - t1), kvBytes: cache.bytesPerToken() * cache.length });
   }
-  const res: ChildResult = {
-    which,
-    params: model.parameterCount(),
-    prefill,
-    decodeTokPerS,
-    kvBytesPerToken: model.newCache(1, 1).bytesPerToken(),
-    kvBytesAtMax,
-    peakRssGiB: peakRssGiB(),
-  };
+  const res: ChildResult = { which, params: model.parameterCount(), contexts: out, kvBytesPerToken: model.newCache(1, 1).bytesPerToken(), peakRssGiB: peakRssGiB() };
   process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
 }
 
@@ -109,23 +82,29 @@ if (childIdx >= 0) {
   child(process.argv[childIdx + 1] as 'teacher' | 'student');
 } else {
   const be = getBackend();
-  const cfg = tinyLlamaConfig(layers);
-  const plan = benchPlan(layers);
-  const cost = sharingCost(cfg, plan, maxT);
-  console.log(`${os.cpus()[0]?.model ?? 'cpu'}, SIMD ${simdLevel(be)}; TinyLlama-1.1B shape, ${layers} layers, random f32 weights; backend ${be.name}, ${arg('threads', String(be.threads))} thread(s)`);
+  const cfg = benchConfig();
+  const cost = sharingCost(cfg, benchPlan(layers), maxT);
+  console.log(`${cpuModel()}, SIMD ${simdLevel(be)}; TinyLlama-1.1B shape, ${layers} layers, random f32 weights; backend ${be.name}, ` +
+    `${arg('threads', String(be.threads))} thread(s); ${rounds} alternating rounds, cells median (min–max)`);
   console.log(`student shares layers ${cost.sharedLayers.join(', ')} (${cost.sharedLayers.length} of ${layers})`);
-  const t = run('teacher');
-  const s = run('student');
-  const ratio = (a: number, b: number) => (b ? (a / b).toFixed(3) : 'n/a');
+  const runs: { t: ChildResult; s: ChildResult }[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const [first, second] = r % 2 ? (['student', 'teacher'] as const) : (['teacher', 'student'] as const);
+    const a = run(first);
+    const b = run(second);
+    runs.push(first === 'teacher' ? { t: a, s: b } : { t: b, s: a });
+  }
+  const col = (f: (x: ChildResult) => number, d = 1) => [fmtSpread(runs.map((x) => f(x.t)), d), fmtSpread(runs.map((x) => f(x.s)), d), fmtSpread(runs.map((x) => f(x.s) / f(x.t)), 3, '×')];
+  const row = (label: string, cells: string[]) => console.log(`| ${label} | ${cells.join(' | ')} |`);
   console.log('');
   console.log('| measurement | teacher | student | student / teacher |');
   console.log('|---|---:|---:|---:|');
-  for (let i = 0; i < t.prefill.length; i++) {
-    console.log(`| prefill tok/s @T=${t.prefill[i].t} | ${t.prefill[i].tokPerS.toFixed(1)} | ${s.prefill[i].tokPerS.toFixed(1)} | ${ratio(s.prefill[i].tokPerS, t.prefill[i].tokPerS)} |`);
-  }
-  console.log(`| decode tok/s @ctx ${maxT} | ${t.decodeTokPerS.toFixed(2)} | ${s.decodeTokPerS.toFixed(2)} | ${ratio(s.decodeTokPerS, t.decodeTokPerS)} |`);
-  console.log(`| parameters | ${t.params} | ${s.params} | ${ratio(s.params, t.params)} |`);
-  console.log(`| KV bytes/token | ${t.kvBytesPerToken} | ${s.kvBytesPerToken} | ${ratio(s.kvBytesPerToken, t.kvBytesPerToken)} |`);
-  console.log(`| KV bytes @${maxT} tokens | ${t.kvBytesAtMax} | ${s.kvBytesAtMax} | ${ratio(s.kvBytesAtMax, t.kvBytesAtMax)} |`);
-  console.log(`| peak RSS GiB | ${t.peakRssGiB.toFixed(2)} | ${s.peakRssGiB.toFixed(2)} | ${ratio(s.peakRssGiB, t.peakRssGiB)} |`);
+  contexts.forEach((t, i) => row(`prefill tok/s @T=${t}`, col((x) => x.contexts[i].prefill)));
+  contexts.forEach((t, i) => row(`decode tok/s @ctx ${t}`, col((x) => x.contexts[i].decode, 2)));
+  const [t0, s0] = [runs[0].t, runs[0].s];
+  row('parameters', [String(t0.params), String(s0.params), (s0.params / t0.params).toFixed(3)]);
+  row('KV bytes/token', [String(t0.kvBytesPerToken), String(s0.kvBytesPerToken), (s0.kvBytesPerToken / t0.kvBytesPerToken).toFixed(3)]);
+  row(`KV bytes @${maxT}+${decodeSteps} tokens`, [String(t0.contexts.at(-1)!.kvBytes), String(s0.contexts.at(-1)!.kvBytes), (s0.contexts.at(-1)!.kvBytes / t0.contexts.at(-1)!.kvBytes).toFixed(3)]);
+  row('peak RSS GiB', col((x) => x.peakRssGiB, 2));
+  console.log('targets: prefill @2048 and @4096 ≥ 1.1×, decode @4096 ≥ 1.15×, peak RSS ≤ the teacher\'s');
 }

@@ -4,16 +4,18 @@
  * 1. Installs node-llama-cpp into bench/.llamacpp (bench-only, not a dependency of echoatt; ~0.7 GB from npm).
  * 2. Writes one random-weight TinyLlama-1.1B-shaped model (22 layers, hidden 2048, 32/4 heads, FFN 5632, vocab 32000,
  *    the real Llama-2 tokenizer) as F16 safetensors (for echoatt) and F16 GGUF (for llama.cpp), cached in bench/.cache.
- * 3. Measures, each in its own child process (best of --reps runs of each, default 3, on both sides): prefill
- *    tok/s @512 and decode tok/s of the last N positions before 512 and 2048 context, peak RSS, on 1 and 2 threads —
- *    llama.cpp, echoatt's model, and echoatt's shared student (9 of 22 layers) — and prints ratios.
+ * 3. Speed, per thread count in one child process (bench/llamacpp/duel.ts) holding llama.cpp, echoatt's model and
+ *    its shared student (9 of 22 layers): prefill tok/s @512 and decode tok/s of the last N positions before 512 and
+ *    2048 context, in --rounds alternating rounds (default 5; each runtime takes each position in the order in turn);
+ *    every cell is the median (min–max) over rounds and every ratio the median (min–max) of per-round ratios. The
+ *    same run measures the memory streaming rate (f16 weights through matmulHalf, 512 MiB) and from it each decode
+ *    step's ceiling: (weights + the KV cache it attends over) / rate.
  * 4. Cross-checks correctness: next-token log-probabilities of both runtimes on the same tokens, on stories260K and on
  *    the random TinyLlama-shaped model, both exported as F32 GGUF (max abs difference and perplexity of each).
  * Both sides use an F32 KV cache and plain (non-flash) attention. llama.cpp's decode step is timed with
  * evaluateWithoutGeneratingNewTokens, which skips its output layer (no logits requested); echoatt's includes the
  * LM head, so the comparison leans towards llama.cpp by roughly the LM head's share (~6% at this shape).
- * Run it on an otherwise idle machine: llama.cpp's spinning threads suffer badly from contention.
- * Options: --threads 1,2  --decode-steps N  --reps N  --skip-speed  --skip-check  --layers N (smaller model for a quick look).
+ * Options: --threads 1,2  --decode-steps N  --rounds N  --skip-speed  --skip-check  --layers N (smaller model for a quick look).
  */
 import { spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,11 +25,9 @@ import { loadModel } from '../src/models/load.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
 import { exportGguf, ggufTokenizerOf, ggufTokenizerFromJson } from '../src/export/gguf.js';
-import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
-import { buildStudent } from '../src/sharing/student.js';
-import { getBackend } from '../src/backend/index.js';
+import { getBackend, simdLevel } from '../src/backend/index.js';
 import { SHARED_DIR } from '../src/cli/defaults.js';
-import { peakRssGiB, tokens } from './common.js';
+import { cpuModel, fmtSpread, spread } from './common.js';
 import { writeModelCheckpoint } from '../src/models/checkpoint.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -42,23 +42,9 @@ function arg(name: string, def: string): string {
 const layers = Number(arg('layers', '22'));
 const threadList = arg('threads', '1,2').split(',').map(Number);
 const decodeSteps = Number(arg('decode-steps', '16'));
-const reps = Number(arg('reps', '3'));
+const rounds = Number(arg('rounds', '5'));
 const PREFILL_T = 512;
 const DECODE_CTX = [512, 2048];
-
-function benchPlan(L: number): SharingPlan {
-  if (L === 22) return makePlan('manual', [{ anchor: 4, shared: [5, 6, 7] }, { anchor: 9, shared: [10, 11, 12] }, { anchor: 14, shared: [15, 16, 17] }]);
-  const mid = Math.floor(L / 2);
-  return makePlan('manual', [{ anchor: mid - 1, shared: [mid] }]);
-}
-
-
-
-interface SpeedResult {
-  prefill: Record<string, number>;
-  decode: Record<string, number>;
-  peakRssGiB: number;
-}
 
 function parseResult<T>(label: string, r: ReturnType<typeof spawnSync>): T {
   const out = String(r.stdout);
@@ -99,57 +85,6 @@ function ensureModelFiles(): { hfDir: string; ggufF16: string; ggufF32: string }
   return { hfDir, ggufF16, ggufF32 };
 }
 
-// ---- echoatt child processes -------------------------------------------------------------------------------------
-
-function echoChild(): void {
-  const [, , , which, modelDir, threadsS] = process.argv;
-  const be = getBackend();
-  be.setThreads(Number(threadsS));
-  const build = () => {
-    const { model } = loadModel(modelDir, { backend: be, weights: 'as-stored' });
-    return which === 'student' ? buildStudent(model, benchPlan(model.config.numLayers)) : model;
-  };
-  const model = build();
-  const V = model.config.vocabSize;
-  const res: SpeedResult = { prefill: {}, decode: {}, peakRssGiB: 0 };
-  model.forward(tokens(8, V, 1), { lastOnly: true }); // warm-up
-  {
-    let best = Infinity;
-    for (let r = 0; r < reps; r++) {
-      const t0 = performance.now();
-      model.forward(tokens(PREFILL_T, V, 2), { lastOnly: true });
-      best = Math.min(best, performance.now() - t0);
-    }
-    res.prefill[PREFILL_T] = (PREFILL_T * 1000) / best;
-  }
-  for (const c of DECODE_CTX) {
-    // Decode the last `decodeSteps` positions before context c (so c never exceeds the model's 2048 positions).
-    const p0 = c - decodeSteps;
-    const toks = tokens(c, V, 3);
-    const cache = model.newCache(1, c);
-    for (let i = 0; i < p0; i += 512) model.forward(toks.subarray(i, Math.min(p0, i + 512)), { cache, lastOnly: true });
-    // Best of `reps` windows: rewinding the cache makes the window's positions be decoded again.
-    let best = Infinity;
-    for (let r = 0; r < reps; r++) {
-      cache.length = p0;
-      const t0 = performance.now();
-      for (let i = p0; i < c; i++) model.forward(toks.subarray(i, i + 1), { cache, lastOnly: true });
-      best = Math.min(best, performance.now() - t0);
-    }
-    res.decode[c] = (decodeSteps * 1000) / best;
-  }
-  res.peakRssGiB = peakRssGiB();
-  process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
-}
-
-function echo(which: string, modelDir: string, threads: number): SpeedResult {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--echo-child', which, modelDir, String(threads), ...process.argv.slice(2)], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-  });
-  return parseResult<SpeedResult>(`echoatt ${which}`, r);
-}
-
 // ---- correctness cross-check -------------------------------------------------------------------------------------
 
 function crossCheck(label: string, gguf: string, model: LlamaModel, ids: Int32Array): string {
@@ -183,36 +118,13 @@ function crossCheck(label: string, gguf: string, model: LlamaModel, ids: Int32Ar
 
 // ---- main ----------------------------------------------------------------------------------------------------------
 
-if (process.argv[2] === '--echo-child') {
-  echoChild();
-} else {
+{
   ensureLlamaCpp();
   const files = ensureModelFiles();
-  const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown CPU';
-  console.log(`${cpu}; TinyLlama-1.1B shape, ${layers} layers, random F16 weights; echoatt backend ${getBackend().name}`);
-  if (!process.argv.includes('--skip-speed')) {
-    console.log('');
-    console.log('| threads | runtime | prefill tok/s @512 | decode tok/s @512 | decode tok/s @2048 | peak RSS GiB |');
-    console.log('|---:|---|---:|---:|---:|---:|');
-    const ratios: string[] = [];
-    for (const th of threadList) {
-      const lc = parseResult<SpeedResult>('llama.cpp speed', llamaCpp('speed', [files.ggufF16, String(th), String(PREFILL_T), DECODE_CTX.join(','), String(decodeSteps), String(reps)]));
-      const et = echo('teacher', files.hfDir, th);
-      const es = echo('student', files.hfDir, th);
-      const row = (name: string, r: SpeedResult) =>
-        console.log(`| ${th} | ${name} | ${r.prefill[PREFILL_T].toFixed(1)} | ${r.decode[512].toFixed(2)} | ${r.decode[2048].toFixed(2)} | ${r.peakRssGiB.toFixed(2)} |`);
-      row('llama.cpp F16', lc);
-      row('echoatt F16', et);
-      row('echoatt student 9/22 F16', es);
-      const x = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-      ratios.push(
-        `${th} thread(s): echoatt/llama.cpp prefill@512 ${x(et.prefill[PREFILL_T], lc.prefill[PREFILL_T])}, decode@512 ${x(et.decode[512], lc.decode[512])}, ` +
-          `decode@2048 ${x(et.decode[2048], lc.decode[2048])}; student decode@2048 vs llama.cpp ${x(es.decode[2048], lc.decode[2048])}`,
-      );
-    }
-    console.log('');
-    for (const r of ratios) console.log(r);
-  }
+  const be = getBackend();
+  console.log(`${cpuModel()}; echoatt backend ${be.name}, SIMD ${simdLevel(be)}; TinyLlama-1.1B shape, ${layers} layers, random F16 weights; ` +
+    `${rounds} alternating rounds, cells median (min–max) over rounds`);
+  if (!process.argv.includes('--skip-speed')) speed(files);
   if (!process.argv.includes('--skip-check')) {
     console.log('');
     console.log('Cross-check against llama.cpp (F32 weights, F32 KV cache): next-token log-probabilities over the whole vocabulary');
@@ -226,5 +138,36 @@ if (process.argv[2] === '--echo-child') {
     const tiny = loadModel(files.hfDir);
     const wiki = fs.readFileSync(path.join(SHARED_DIR, 'data/wikitext2/wiki.test.raw'), 'utf8').slice(0, 4000);
     console.log(crossCheck(`TinyLlama-shape ${layers}L random`, files.ggufF32, tiny.model, Int32Array.from(tiny.tokenizer.encode(wiki).slice(0, 64))));
+  }
+}
+
+interface DuelResult {
+  runtimes: string[];
+  gbps: number;
+  prefill: Record<string, number[]>;
+  decode: Record<number, Record<string, number[]>>;
+  ceiling: Record<number, Record<string, number>>;
+}
+
+function speed(files: { hfDir: string; ggufF16: string }): void {
+  const perRound = (a: number[], b: number[]) => a.map((x, i) => x / b[i]);
+  const verdict = (xs: number[], target: number) => `${fmtSpread(xs, 2, '×')} ${spread(xs).median >= target ? 'meets' : 'misses'} ≥ ${target}×`;
+  for (const th of threadList) {
+    const child = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, 'llamacpp', 'duel.ts'), files.ggufF16, files.hfDir, String(th),
+      String(PREFILL_T), DECODE_CTX.join(','), String(decodeSteps), String(rounds)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    const r = parseResult<DuelResult>(`speed child (${th} threads)`, child);
+    const [lc, et, es] = r.runtimes;
+    console.log(`\n${th} thread(s); memory streaming rate of this run ${r.gbps.toFixed(1)} GB/s (f16 weights through matmulHalf, 512 MiB)`);
+    console.log(`| runtime | prefill tok/s @${PREFILL_T} | ${DECODE_CTX.map((c) => `decode tok/s @${c} (ceiling)`).join(' | ')} |`);
+    console.log(`|---|---:|${DECODE_CTX.map(() => '---:').join('|')}|`);
+    for (const name of r.runtimes) {
+      console.log(`| ${name} | ${fmtSpread(r.prefill[name])} | ${DECODE_CTX.map((c) => `${fmtSpread(r.decode[c][name], 2)} (${r.ceiling[c][name].toFixed(1)})`).join(' | ')} |`);
+    }
+    console.log(`echoatt / llama.cpp: prefill @${PREFILL_T} ${fmtSpread(perRound(r.prefill[et], r.prefill[lc]), 2, '×')}`);
+    for (const c of DECODE_CTX) {
+      const frac = r.decode[c][et].map((x) => x / r.ceiling[c][et]);
+      console.log(`  decode @${c}: echoatt / llama.cpp ${verdict(perRound(r.decode[c][et], r.decode[c][lc]), 1.3)}; ` +
+        `echoatt at ${fmtSpread(frac, 2)} of its streaming ceiling (target ≥ 0.85); student / teacher ${fmtSpread(perRound(r.decode[c][es], r.decode[c][et]), 2, '×')}`);
+    }
   }
 }

@@ -1,0 +1,165 @@
+/**
+ * Child process of bench/vs-llamacpp.ts for one thread count: llama.cpp (node-llama-cpp, from bench/.llamacpp), echoatt's
+ * F16 model and its shared student, all in this one process, measured in alternating rounds so that every round
+ * sees the same machine (a noisy neighbour slows all three alike). Prints one `RESULT {json}` line:
+ *   prefill[runtime]: tok/s @T per round (fresh prefill each round)
+ *   decode[ctx][runtime]: tok/s of a window of `steps` tokens ending at ctx, per round (the window is rewound after)
+ *   ceiling: the memory streaming rate of this run (GB/s of f16 weights through matmulHalf) and, per runtime and ctx,
+ *   the bytes one decode step must read (weights + the KV it attends over) → tok/s at that rate.
+ * Usage: node --import tsx bench/llamacpp/duel.ts <gguf> <hfDir> <threads> <T> <ctxs,comma> <steps> <rounds>
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { getBackend } from '../../src/backend/index.js';
+import { loadNativeBackend } from '../../src/backend/native.js';
+import { loadModel } from '../../src/models/load.js';
+import type { LlamaModel } from '../../src/models/llama.js';
+import { buildStudent } from '../../src/sharing/student.js';
+import { benchPlan, tokens } from '../common.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const [gguf, hfDir, threadsS, TS, ctxsS, stepsS, roundsS] = process.argv.slice(2);
+const threads = Number(threadsS), T = Number(TS), steps = Number(stepsS), rounds = Number(roundsS);
+const ctxs = ctxsS.split(',').map(Number);
+
+interface Side {
+  name: string;
+  prefill(ids: Int32Array): Promise<void>;
+  /** Fill the context to `upto` tokens of `toks` (once per ctx). */
+  fill(toks: Int32Array, upto: number, ctx: number): Promise<void>;
+  /** Decode toks[from..to) one at a time, then rewind to `from`. */
+  window(toks: Int32Array, from: number, to: number): Promise<void>;
+  /** Bytes one decode step reads with `s` positions cached. */
+  bytesPerStep(s: number): number;
+}
+
+function echoSide(name: string, model: LlamaModel): Side {
+  let cache = model.newCache(1, 1);
+  const c = model.config;
+  let weightBytes = model.params.lmHead instanceof Float32Array ? model.params.lmHead.byteLength : model.params.lmHead.bits.byteLength;
+  for (const layer of model.params.layers) {
+    for (const key of ['wq', 'wk', 'wv', 'wo', 'wGate', 'wUp', 'wDown'] as const) {
+      const w = layer[key];
+      if (w) weightBytes += w instanceof Float32Array ? w.byteLength : w.bits.byteLength;
+    }
+  }
+  const kvRow = c.numKvHeads * c.headDim * 4;
+  return {
+    name,
+    async prefill(ids) {
+      model.forward(ids, { lastOnly: true });
+    },
+    async fill(toks, upto, ctx) {
+      cache = model.newCache(1, ctx);
+      for (let i = 0; i < upto; i += 512) model.forward(toks.subarray(i, Math.min(upto, i + 512)), { cache, lastOnly: true });
+    },
+    async window(toks, from, to) {
+      cache.length = from;
+      for (let i = from; i < to; i++) model.forward(toks.subarray(i, i + 1), { cache, lastOnly: true });
+    },
+    bytesPerStep: (s) => weightBytes + s * kvRow * c.attention.reduce((n, k) => n + (k.kind === 'echo' ? 1 : 2), 0),
+  };
+}
+
+async function llamaSide(echoBytes: (s: number) => number): Promise<Side> {
+  const req = createRequire(path.join(here, '..', '.llamacpp', 'package.json'));
+  const { getLlama } = await import(pathToFileURL(req.resolve('node-llama-cpp')).href);
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  const model = await llama.loadModel({ modelPath: gguf, gpuLayers: 0, useMmap: true });
+  // F32 KV cache and no flash attention: the plain attention path, as echoatt's f32 cache. 64 spare positions: a
+  // context about to fill up is shifted (erased and re-evaluated) by node-llama-cpp, which would be timed.
+  const context = (size: number) => model.createContext({
+    contextSize: size + 64, threads, batchSize: 512, flashAttention: false,
+    experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+  });
+  const pre = await context(T + 8);
+  const preSeq = pre.getSequence();
+  let ctx: Awaited<ReturnType<typeof context>> | null = null;
+  let seq: ReturnType<typeof pre.getSequence> | null = null;
+  return {
+    name: 'llama.cpp F16',
+    async prefill(ids) {
+      await preSeq.clearHistory();
+      await preSeq.evaluateWithoutGeneratingNewTokens([...ids]);
+    },
+    async fill(toks, upto, size) {
+      await ctx?.dispose();
+      ctx = await context(size);
+      seq = ctx.getSequence();
+      await seq.evaluateWithoutGeneratingNewTokens([...toks.subarray(0, upto)]);
+    },
+    async window(toks, from, to) {
+      if (seq!.nextTokenIndex !== from) throw new Error(`llama.cpp sequence at ${seq!.nextTokenIndex}, expected ${from}`);
+      for (let i = from; i < to; i++) await seq!.evaluateWithoutGeneratingNewTokens([toks[i]]);
+      await seq!.eraseContextTokenRanges([{ start: from, end: to }]);
+    },
+    bytesPerStep: echoBytes, // echoatt's teacher's weights and KV layout, less the LM head it is not asked to run
+  };
+}
+
+/** GB/s of f16 weights streamed through matmulHalf: 512 MiB, far past the caches, best of 5. */
+function streamingRate(): number {
+  const be = loadNativeBackend()!;
+  be.setThreads(threads);
+  const k = 2048, n = 131072;
+  const w = new Uint16Array(n * k).fill(0x3c00);
+  const x = new Float32Array(k).fill(0.5), out = new Float32Array(n);
+  let best = Infinity;
+  for (let r = 0; r < 6; r++) {
+    const t0 = performance.now();
+    be.matmulHalf(x, w, 'f16', out, 1, n, k);
+    if (r > 0) best = Math.min(best, performance.now() - t0);
+  }
+  return w.byteLength / (best / 1000) / 1e9;
+}
+
+const pause = () => new Promise((r) => setTimeout(r, 50)); // let the other runtime's spinning threads go idle
+
+async function main(): Promise<void> {
+  const be = getBackend();
+  be.setThreads(threads);
+  const teacher = loadModel(hfDir, { backend: be, weights: 'as-stored' }).model;
+  const student = buildStudent(teacher, benchPlan(teacher.config.numLayers));
+  const echo = echoSide('echoatt F16', teacher);
+  const head = teacher.params.lmHead;
+  const headBytes = head instanceof Float32Array ? head.byteLength : head.bits.byteLength;
+  const sides = [await llamaSide((s) => echo.bytesPerStep(s) - headBytes), echo, echoSide(`echoatt student ${student.sharedLayers().length}/${teacher.config.numLayers} F16`, student)];
+  const V = teacher.config.vocabSize;
+  const gbps = streamingRate();
+  const res = {
+    runtimes: sides.map((s) => s.name), gbps,
+    prefill: Object.fromEntries(sides.map((s) => [s.name, [] as number[]])),
+    decode: {} as Record<number, Record<string, number[]>>,
+    ceiling: {} as Record<number, Record<string, number>>,
+  };
+  const order = (r: number) => sides.map((_, i) => sides[(i + r) % sides.length]); // each runtime takes each slot in turn
+  const prompt = tokens(T, V, 2);
+  for (const s of sides) await s.prefill(tokens(8, V, 1)); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    for (const s of order(r)) {
+      await pause();
+      const t0 = performance.now();
+      await s.prefill(prompt);
+      res.prefill[s.name].push((T * 1000) / (performance.now() - t0));
+    }
+  }
+  for (const c of ctxs) {
+    const toks = tokens(c, V, 3);
+    res.decode[c] = Object.fromEntries(sides.map((s) => [s.name, [] as number[]]));
+    res.ceiling[c] = Object.fromEntries(sides.map((s) => [s.name, (gbps * 1e9) / s.bytesPerStep(c - steps / 2)]));
+    for (const s of sides) await s.fill(toks, c - steps, c);
+    for (let r = 0; r < rounds; r++) {
+      for (const s of order(r)) {
+        await pause();
+        const t0 = performance.now();
+        await s.window(toks, c - steps, c);
+        res.decode[c][s.name].push((steps * 1000) / (performance.now() - t0));
+      }
+    }
+  }
+  process.stdout.write(`RESULT ${JSON.stringify(res)}\n`);
+  process.exit(0);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main();
