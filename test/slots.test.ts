@@ -121,3 +121,23 @@ for (const [name, m] of models()) {
     assertClose(m.forward(Int32Array.of(7), { cache: c2, lastOnly: true }), m.forward(Int32Array.of(7), { cache: c1, lastOnly: true }), `${name}: decode after`, 1e-5, 1e-5);
   });
 }
+
+test('probsSlots: anchors alive at the same time get different buffers, anchors in separate spans share one', async () => {
+  const { probsSlots } = await import('../src/models/attention-kinds.js');
+  const own = { kind: 'own' } as const;
+  const echo = (anchor: number) => ({ kind: 'echo', anchor, heads: null }) as const;
+  const apart = probsSlots([own, own, echo(1), own, echo(3)]);
+  assert.deepEqual([...apart.slotOf], [[1, 0], [3, 0]]);
+  assert.equal(apart.count, 1);
+  const overlapping = probsSlots([own, echo(0), own, echo(0), echo(2)]);
+  assert.deepEqual([...overlapping.slotOf], [[0, 0], [2, 1]]);
+  assert.equal(overlapping.count, 2);
+});
+
+test('a chunked step with overlapping anchors (two probability buffers alive at once) equals one piece', () => {
+  const { model: teacher } = loadModel(STORIES, { backend: getBackend() });
+  const m = withPlan(teacher, makePlan('manual', [{ anchor: 0, shared: [1, 3] }, { anchor: 2, shared: [4] }]));
+  const ids = Int32Array.from({ length: 200 }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1)));
+  const whole = m.forward(ids, { cache: m.newCache(1, 256), chunk: 0 });
+  assertClose(m.forward(ids, { cache: m.newCache(1, 256), chunk: 48 }), whole, 'overlapping anchors, chunks of 48', 1e-5, 1e-5);
+});

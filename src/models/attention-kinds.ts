@@ -110,3 +110,20 @@ export function anchorLastUse(kinds: readonly LayerAttention[]): Map<number, num
   });
   return last;
 }
+
+/**
+ * A buffer slot per anchor such that anchors whose probabilities are alive at the same time (from the anchor to its
+ * last echo layer) never share one: anchors in separate spans reuse one buffer. Returns anchor → slot, and the count.
+ */
+export function probsSlots(kinds: readonly LayerAttention[]): { slotOf: Map<number, number>; count: number } {
+  const last = anchorLastUse(kinds);
+  const slotOf = new Map<number, number>();
+  const freeAfter: number[] = []; // per slot: the last layer that still reads it
+  for (const a of [...last.keys()].sort((x, y) => x - y)) {
+    let slot = freeAfter.findIndex((end) => end < a);
+    if (slot < 0) slot = freeAfter.push(0) - 1;
+    freeAfter[slot] = last.get(a)!;
+    slotOf.set(a, slot);
+  }
+  return { slotOf, count: freeAfter.length };
+}

@@ -41,9 +41,17 @@ export interface InferenceStep {
   probsLayers?: ReadonlySet<number>;
   /**
    * Reuse anchors' probability buffers across the chunks of one long step (fresh pages cost more than the arithmetic
-   * that fills them): per anchor layer one buffer of at least `size` floats. The kernels write every element.
+   * that fills them): anchor `l` uses buffer `slotOf.get(l)` (anchors alive at the same time never share one), each of
+   * at least `size` floats. The kernels write every element.
    */
-  probsPool?: { buffers: Map<number, Float32Array>; size: number };
+  probsPool?: ProbsPool;
+}
+
+/** See {@link InferenceStep.probsPool}. */
+export interface ProbsPool {
+  buffers: Float32Array[];
+  slotOf: ReadonlyMap<number, number>;
+  size: number;
 }
 
 export class InferenceOps implements DecoderOps<Float32Array> {
@@ -138,9 +146,10 @@ export class InferenceOps implements DecoderOps<Float32Array> {
 
   private probsBuffer(l: number, need: number): Float32Array {
     const pool = this.st.probsPool;
-    if (!pool) return new Float32Array(need);
-    let buf = pool.buffers.get(l);
-    if (!buf || buf.length < need) pool.buffers.set(l, (buf = new Float32Array(Math.max(need, pool.size))));
+    const slot = pool?.slotOf.get(l);
+    if (!pool || slot === undefined) return new Float32Array(need);
+    let buf = pool.buffers[slot];
+    if (!buf || buf.length < need) pool.buffers[slot] = buf = new Float32Array(Math.max(need, pool.size));
     return buf.subarray(0, need);
   }
 

@@ -25,9 +25,9 @@ import { linear } from '../nn/layers.js';
 import type { StoredTensor } from '../tensor/tensor.js';
 import { ShapeError } from '../errors.js';
 import { runDecoder } from './decoder.js';
-import { InferenceOps, type AttentionProbsHook } from './inference-ops.js';
+import { InferenceOps, type AttentionProbsHook, type ProbsPool } from './inference-ops.js';
 import { compileDecodeStep, type DecodeStep } from './program-ops.js';
-import { echoLayers, type LayerAttention } from './attention-kinds.js';
+import { echoLayers, probsSlots, type LayerAttention } from './attention-kinds.js';
 import { parameterCount, paramsFromWeights, type LlamaParams, type WeightMode } from './params.js';
 import type { SharingPlan } from './sharing-plan.js';
 import type { HeadMap } from './head-map.js';
@@ -59,11 +59,16 @@ export interface ForwardOptions {
    */
   chunk?: number;
   /** @internal Anchors' probability buffers shared by the chunks of one long step. */
-  probsPool?: { buffers: Map<number, Float32Array>; size: number };
+  probsPool?: ProbsPool;
 }
 
 /** Default query-chunk length of a long step through the cache (see `ForwardOptions.chunk`). */
 export const PREFILL_CHUNK = 256;
+/**
+ * Bytes an anchor's probabilities `(B, H, chunk, S)` may take in a chunked step: at long contexts the chunk shrinks
+ * (to no fewer than 16 rows) so that the buffer stays below what a student saves by dropping q/k weights and K cache.
+ */
+export const PROBS_BUDGET_BYTES = 64 * 1024 * 1024;
 
 export class LlamaModel {
   readonly config: Readonly<LlamaConfig>;
@@ -167,7 +172,11 @@ export class LlamaModel {
     }
     const t = ids.length / batch;
     const cache = opts.cache;
-    const chunk = opts.chunk ?? PREFILL_CHUNK;
+    let chunk = opts.chunk ?? PREFILL_CHUNK;
+    if (cache && opts.chunk === undefined && echoLayers(this.config.attention).length > 0) {
+      const perRow = 4 * batch * this.config.numHeads * (cache.length + t); // bytes of one query row's probabilities
+      chunk = Math.min(chunk, Math.max(16, Math.floor(PROBS_BUDGET_BYTES / perRow / 16) * 16));
+    }
     if (cache && chunk > 0 && t > chunk && !opts.onAttentionProbs && !opts.from && !opts.onLayerInput) return this.forwardChunked(ids, batch, t, chunk, opts);
     const past = cache ? cache.length : 0;
     if (cache && cache.batch !== batch) throw new ShapeError('LlamaModel.forward', `cache batch ${cache.batch} != ${batch}`);
@@ -195,8 +204,8 @@ export class LlamaModel {
     const lastOnly = opts.lastOnly ?? false;
     const out = lastOnly ? null : new Float32Array(batch * t * V); // (B, T, V)
     let last: Float32Array = new Float32Array(0);
-    // One buffer per anchor, sized for the last (widest) chunk, reused by every chunk.
-    const probsPool = { buffers: new Map<number, Float32Array>(), size: batch * this.config.numHeads * chunk * (opts.cache!.length + t) };
+    // One buffer per group of anchors that are never alive together, sized for the last (widest) chunk, reused by every chunk.
+    const probsPool: ProbsPool = { buffers: [], slotOf: probsSlots(this.config.attention).slotOf, size: batch * this.config.numHeads * chunk * (opts.cache!.length + t) };
     for (let t0 = 0; t0 < t; t0 += chunk) {
       const tc = Math.min(chunk, t - t0);
       const part = new Int32Array(batch * tc); // (B, tc)
