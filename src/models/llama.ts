@@ -155,6 +155,13 @@ export class LlamaModel {
     for (let b = 0; b < B; b++) {
       if (pos[b] + 1 > this.rope.maxPos) throw new ShapeError('LlamaModel.decodeSlots', `slot ${slots[b]}: position ${pos[b]} is past max_position_embeddings ${this.rope.maxPos}`);
     }
+    if (B === 1 && this.useStepPrograms) {
+      // One sequence: its slot's view through the compiled step (one backend call), as `forward` decodes alone.
+      if (pos[0] + 1 > cache.capacity) throw new ShapeError('SlotCache.append', `slot ${slots[0]} is full (capacity ${cache.capacity})`);
+      const logits = this.decodeStep(cache.view(slots[0])).run(ids[0]).slice(); // (1, V)
+      cache.advance(slots);
+      return logits;
+    }
     const ops = new InferenceOps(this, { batch: B, t: 1, pos, slots: { cache, ids: slots } });
     const { x } = runDecoder(this.config, ops, ids, {});
     cache.advance(slots);

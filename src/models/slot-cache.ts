@@ -24,6 +24,7 @@ export class SlotCache {
   readonly v: (Float32Array | null)[];
   /** Positions stored per slot. */
   readonly lengths: Int32Array;
+  private readonly views: (KVCache | undefined)[] = [];
   private readonly inUse: Uint8Array;
 
   constructor(
@@ -75,12 +76,15 @@ export class SlotCache {
     this.lengths[slot] = 0;
   }
 
-  /** The slot's region as a batch-1 {@link KVCache} starting at the slot's length (for prefill through `forward`). */
+  /**
+   * The slot's region as a batch-1 {@link KVCache} starting at the slot's length (for prefill through `forward`, and
+   * single-sequence decode steps). One view object per slot, kept: a model's compiled decode step is tied to it.
+   */
   view(slot: number): KVCache {
     this.check(slot);
     const stride = this.slotStride;
     const part = (a: Float32Array | null) => (a ? a.subarray(slot * stride, (slot + 1) * stride) : null);
-    const c = new KVCache(this.layers, 1, this.capacity, this.nKvHeads, this.headDim, { k: this.k.map(part), v: this.v.map(part) });
+    const c = (this.views[slot] ??= new KVCache(this.layers, 1, this.capacity, this.nKvHeads, this.headDim, { k: this.k.map(part), v: this.v.map(part) }));
     c.length = this.lengths[slot];
     return c;
   }
