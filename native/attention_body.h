@@ -135,6 +135,10 @@ static inline void prefetch_rows(const float* rows, int64_t stride, int64_t D, i
 // o_h += Σ_{j<n} p_h[j] · v_j for the nh heads of a unit, key block by key block.
 static inline void pv_heads(float* const* p, float* const* o, int64_t nh, int64_t n, const float* vb, int64_t kv_row,
                             int64_t D) {
+  if (D < 32) {  // narrow heads: a head's whole V walk is cheap to repeat, and per-block calls cost more than it
+    for (int64_t i = 0; i < nh; ++i) pv_row(p[i], n, vb, kv_row, D, o[i]);
+    return;
+  }
   for (int64_t j0 = 0; j0 < n; j0 += kKeyBlock) {
     const int64_t nb = min64(kKeyBlock, n - j0);
     prefetch_rows(vb + (j0 + kKeyBlock) * kv_row, kv_row, D, min64(kKeyBlock, n - j0 - kKeyBlock));
@@ -176,7 +180,9 @@ static void attention(const AttentionArgs& a) {
               if (a.probs) zero_row(p[i] + max64(n_keys, 0), S - max64(n_keys, 0));
             }
             if (n_keys <= 0) continue;
-            for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
+            if (D < 32) {  // narrow heads: no key blocks (see pv_heads)
+              for (int64_t i = 0; i < nh; ++i) scores_row(a.q + ((b * Tq + t) * H + h0 + i) * D, kb, hm.kv_row, D, n_keys, a.scale, p[i]);
+            } else for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
               const int64_t nb = min64(kKeyBlock, n_keys - j0);
               prefetch_rows(kb + (j0 + kKeyBlock) * hm.kv_row, hm.kv_row, D, min64(kKeyBlock, n_keys - j0 - kKeyBlock));
               for (int64_t i = 0; i < nh; ++i) {
