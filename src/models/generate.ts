@@ -21,6 +21,10 @@ export interface CausalLM {
   readonly config: { readonly vocabSize: number; readonly maxPositions: number };
   newCache(batch: number, capacity: number): KVCache;
   forward(ids: Int32Array, opts: { cache?: KVCache; lastOnly?: boolean; batch?: number }): Float32Array;
+  /** A compiled one-token step through `cache` (LlamaModel has one): generation then allocates nothing per token. */
+  decodeStep?(cache: KVCache): { run(token: number): Float32Array };
+  /** False: decode through `forward` instead of {@link decodeStep}. */
+  useStepPrograms?: boolean;
 }
 
 export interface GenerateOptions extends SamplerOptions {
@@ -73,6 +77,8 @@ export function generate(
   let logits = model.forward(Int32Array.from(prompt), { cache, lastOnly: true });
   const t1 = performance.now();
   const tokens: number[] = [];
+  const step = model.useStepPrograms === false ? undefined : model.decodeStep?.(cache); // its logits buffer is rewritten by each run; the sampler is done with it by then
+  const next1 = new Int32Array(1);
   let prev = prompt[prompt.length - 1];
   let reason: GenerateResult['stop'] = 'max-tokens';
   for (;;) {
@@ -90,7 +96,11 @@ export function generate(
       reason = 'steps'; // as run.c: `steps` positions are run, each yielding one token
       break;
     }
-    logits = model.forward(Int32Array.of(next), { cache, lastOnly: true });
+    if (step) logits = step.run(next);
+    else {
+      next1[0] = next;
+      logits = model.forward(next1, { cache, lastOnly: true });
+    }
   }
   const t2 = performance.now();
   const decoded = Math.max(0, tokens.length - 1); // the first new token came from the prefill
