@@ -7,9 +7,9 @@
  * 3. Speed, per thread count in one child process (bench/llamacpp/duel.ts) holding llama.cpp, echoatt's model and
  *    its shared student (9 of 22 layers): prefill tok/s @512 and decode tok/s of the last N positions before 512 and
  *    2048 context, in --rounds alternating rounds (default 5; each runtime takes each position in the order in turn);
- *    every cell is the median (min–max) over rounds and every ratio the median (min–max) of per-round ratios. The
- *    same run measures the memory streaming rate (f16 weights through matmulHalf, 512 MiB) and from it each decode
- *    step's ceiling: (weights + the KV cache it attends over) / rate.
+ *    every cell is the median (min–max) over rounds and every ratio the median (min–max) of per-round ratios. Each
+ *    decode round also measures the memory streaming rate (f16 weights through matmulHalf, 512 MiB) and from it that
+ *    round's ceiling for each runtime: (weights + the KV cache it attends over) / rate.
  * 4. Cross-checks correctness: next-token log-probabilities of both runtimes on the same tokens, on stories260K and on
  *    the random TinyLlama-shaped model, both exported as F32 GGUF (max abs difference and perplexity of each).
  * Both sides use an F32 KV cache and plain (non-flash) attention. llama.cpp's decode step is timed with
@@ -143,10 +143,11 @@ function crossCheck(label: string, gguf: string, model: LlamaModel, ids: Int32Ar
 
 interface DuelResult {
   runtimes: string[];
-  gbps: number;
   prefill: Record<string, number[]>;
   decode: Record<number, Record<string, number[]>>;
-  ceiling: Record<number, Record<string, number>>;
+  /** Per ctx: the streaming rate measured in each decode round (GB/s), and the bytes one step of each runtime reads. */
+  gbps: Record<number, number[]>;
+  bytes: Record<number, Record<string, number>>;
 }
 
 function speed(files: { hfDir: string; ggufF16: string }): void {
@@ -157,15 +158,18 @@ function speed(files: { hfDir: string; ggufF16: string }): void {
       String(PREFILL_T), DECODE_CTX.join(','), String(decodeSteps), String(rounds)], { encoding: 'utf8', maxBuffer: 1 << 26 });
     const r = parseResult<DuelResult>(`speed child (${th} threads)`, child);
     const [lc, et, es] = r.runtimes;
-    console.log(`\n${th} thread(s); memory streaming rate of this run ${r.gbps.toFixed(1)} GB/s (f16 weights through matmulHalf, 512 MiB)`);
+    const ceiling = (c: number, name: string) => r.gbps[c].map((g) => (g * 1e9) / r.bytes[c][name]); // tok/s per round
+    console.log(`\n${th} thread(s); memory streaming rate measured in each decode round (f16 weights through matmulHalf, 512 MiB): ` +
+      DECODE_CTX.map((c) => `@${c} ${fmtSpread(r.gbps[c])} GB/s`).join(', '));
     console.log(`| runtime | prefill tok/s @${PREFILL_T} | ${DECODE_CTX.map((c) => `decode tok/s @${c} (ceiling)`).join(' | ')} |`);
     console.log(`|---|---:|${DECODE_CTX.map(() => '---:').join('|')}|`);
     for (const name of r.runtimes) {
-      console.log(`| ${name} | ${fmtSpread(r.prefill[name])} | ${DECODE_CTX.map((c) => `${fmtSpread(r.decode[c][name], 2)} (${r.ceiling[c][name].toFixed(1)})`).join(' | ')} |`);
+      console.log(`| ${name} | ${fmtSpread(r.prefill[name])} | ${DECODE_CTX.map((c) => `${fmtSpread(r.decode[c][name], 2)} (${spread(ceiling(c, name)).median.toFixed(1)})`).join(' | ')} |`);
     }
     console.log(`echoatt / llama.cpp: prefill @${PREFILL_T} ${fmtSpread(perRound(r.prefill[et], r.prefill[lc]), 2, '×')}`);
     for (const c of DECODE_CTX) {
-      const frac = r.decode[c][et].map((x) => x / r.ceiling[c][et]);
+      const ceil = ceiling(c, et);
+      const frac = r.decode[c][et].map((x, i) => x / ceil[i]);
       console.log(`  decode @${c}: echoatt / llama.cpp ${verdict(perRound(r.decode[c][et], r.decode[c][lc]), 1.3)}; ` +
         `echoatt at ${fmtSpread(frac, 2)} of its streaming ceiling (target ≥ 0.85); student / teacher ${fmtSpread(perRound(r.decode[c][es], r.decode[c][et]), 2, '×')}`);
     }

@@ -4,8 +4,9 @@
  * sees the same machine (a noisy neighbour slows all three alike). Prints one `RESULT {json}` line:
  *   prefill[runtime]: tok/s @T per round (fresh prefill each round)
  *   decode[ctx][runtime]: tok/s of a window of `steps` tokens ending at ctx, per round (the window is rewound after)
- *   ceiling: the memory streaming rate of this run (GB/s of f16 weights through matmulHalf) and, per runtime and ctx,
- *   the bytes one decode step must read (weights + the KV it attends over) → tok/s at that rate.
+ *   gbps[ctx]: the memory streaming rate (GB/s of f16 weights through matmulHalf) measured in each decode round, and
+ *   bytes[ctx][runtime]: what one decode step must read (weights + the KV it attends over); a round's ceiling is
+ *   its rate / those bytes, so a noisy phase lowers the ceiling and the runtimes of that round alike.
  * Usage: node --import tsx bench/llamacpp/duel.ts <gguf> <hfDir> <threads> <T> <ctxs,comma> <steps> <rounds>
  */
 import { createRequire } from 'node:module';
@@ -98,20 +99,23 @@ async function llamaSide(echoBytes: (s: number) => number): Promise<Side> {
   };
 }
 
-/** GB/s of f16 weights streamed through matmulHalf: 512 MiB, far past the caches, best of 5. */
-function streamingRate(): number {
+/** GB/s of f16 weights streamed through matmulHalf: 512 MiB, far past the caches, best of 3 passes. */
+function streamingRate(): () => number {
   const be = loadNativeBackend()!;
   be.setThreads(threads);
   const k = 2048, n = 131072;
   const w = new Uint16Array(n * k).fill(0x3c00);
   const x = new Float32Array(k).fill(0.5), out = new Float32Array(n);
-  let best = Infinity;
-  for (let r = 0; r < 6; r++) {
-    const t0 = performance.now();
-    be.matmulHalf(x, w, 'f16', out, 1, n, k);
-    if (r > 0) best = Math.min(best, performance.now() - t0);
-  }
-  return w.byteLength / (best / 1000) / 1e9;
+  be.matmulHalf(x, w, 'f16', out, 1, n, k); // first touch
+  return () => {
+    let best = Infinity;
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      be.matmulHalf(x, w, 'f16', out, 1, n, k);
+      best = Math.min(best, performance.now() - t0);
+    }
+    return w.byteLength / (best / 1000) / 1e9;
+  };
 }
 
 const pause = () => new Promise((r) => setTimeout(r, 50)); // let the other runtime's spinning threads go idle
@@ -126,12 +130,13 @@ async function main(): Promise<void> {
   const headBytes = head instanceof Float32Array ? head.byteLength : head.bits.byteLength;
   const sides = [await llamaSide((s) => echo.bytesPerStep(s) - headBytes), echo, echoSide(`echoatt student ${student.sharedLayers().length}/${teacher.config.numLayers} F16`, student)];
   const V = teacher.config.vocabSize;
-  const gbps = streamingRate();
+  const rate = streamingRate();
   const res = {
-    runtimes: sides.map((s) => s.name), gbps,
+    runtimes: sides.map((s) => s.name),
     prefill: Object.fromEntries(sides.map((s) => [s.name, [] as number[]])),
     decode: {} as Record<number, Record<string, number[]>>,
-    ceiling: {} as Record<number, Record<string, number>>,
+    gbps: {} as Record<number, number[]>,
+    bytes: {} as Record<number, Record<string, number>>,
   };
   const order = (r: number) => sides.map((_, i) => sides[(i + r) % sides.length]); // each runtime takes each slot in turn
   const prompt = tokens(T, V, 2);
@@ -147,9 +152,11 @@ async function main(): Promise<void> {
   for (const c of ctxs) {
     const toks = tokens(c, V, 3);
     res.decode[c] = Object.fromEntries(sides.map((s) => [s.name, [] as number[]]));
-    res.ceiling[c] = Object.fromEntries(sides.map((s) => [s.name, (gbps * 1e9) / s.bytesPerStep(c - steps / 2)]));
+    res.bytes[c] = Object.fromEntries(sides.map((s) => [s.name, s.bytesPerStep(c - steps / 2)]));
+    res.gbps[c] = [];
     for (const s of sides) await s.fill(toks, c - steps, c);
     for (let r = 0; r < rounds; r++) {
+      res.gbps[c].push(rate());
       for (const s of order(r)) {
         await pause();
         const t0 = performance.now();
