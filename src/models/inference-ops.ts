@@ -41,7 +41,9 @@ export interface InferenceStep {
   probsLayers?: ReadonlySet<number>;
   /**
    * Reuse anchors' probability buffers across the chunks of one long step (fresh pages cost more than the arithmetic
-   * that fills them): per anchor layer one buffer of at least `size` floats. The kernels write every element.
+   * that fills them): per anchor layer one buffer of at least `size` floats, and one (key −1) shared by the layers
+   * whose probabilities only go to `onAttentionProbs` (a hook that reads them during the call, as the analysis
+   * does). The kernels write every element.
    */
   probsPool?: { buffers: Map<number, Float32Array>; size: number };
 }
@@ -127,7 +129,7 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     const kv = cache ? cache.update(l, k, v, t) : { k, v, s: t, qPos0: 0, batchStride: undefined };
     const hook = this.wantsHook(l);
     const out = new Float32Array(this.n * H * D); // (B, T, H, D)
-    const probs = keepProbs || hook ? this.probsBuffer(l, batch * H * t * kv.s) : undefined; // (B, H, T, S)
+    const probs = keepProbs || hook ? this.probsBuffer(keepProbs ? l : -1, batch * H * t * kv.s) : undefined; // (B, H, T, S)
     attention(this.m.backend, {
       q, k: kv.k as Float32Array, v: kv.v, out, probs, batch, tq: t, s: kv.s, nHeads: H, nKvHeads: Hkv, headDim: D,
       qPos0: kv.qPos0, scale: 1 / Math.sqrt(D), kvBatchStride: kv.batchStride,

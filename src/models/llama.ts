@@ -58,7 +58,7 @@ export interface ForwardOptions {
    * Default {@link PREFILL_CHUNK}; 0 = one piece. (Not with hooks or `from`, which want the whole step.)
    */
   chunk?: number;
-  /** @internal Anchors' probability buffers shared by the chunks of one long step. */
+  /** @internal Probability buffers reused across calls: anchors' (by layer) and hook-only layers' (key −1); see `InferenceStep`. */
   probsPool?: { buffers: Map<number, Float32Array>; size: number };
 }
 
