@@ -11,6 +11,7 @@
 #endif
 
 #include <string>
+#include <vector>
 
 #include "gather.h"
 #include "kernels.h"
@@ -35,6 +36,35 @@ class Args {
 
   float* f32(size_t i) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", nullptr, false)); }
   float* f32_or_null(size_t i) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", nullptr, true)); }
+  double* f64(size_t i) { return static_cast<double*>(typed(i, napi_float64_array, "Float64Array", nullptr, false)); }
+  double* f64_or_null(size_t i) {
+    return static_cast<double*>(typed(i, napi_float64_array, "Float64Array", nullptr, true));
+  }
+  // A JS array of Float32Arrays, as pointers (each array's length checked by the TypeScript validator).
+  std::vector<const float*> f32_list(size_t i) {
+    std::vector<const float*> out;
+    bool is_array = false;
+    uint32_t n = 0;
+    if (!ok_) return out;
+    if (napi_is_array(env_, argv_[i], &is_array) != napi_ok || !is_array || napi_get_array_length(env_, argv_[i], &n) != napi_ok) {
+      fail("argument " + std::to_string(i) + " must be an array of Float32Arrays");
+      return out;
+    }
+    for (uint32_t j = 0; j < n && ok_; ++j) {
+      napi_value el;
+      bool is_ta = false;
+      napi_typedarray_type type;
+      size_t length = 0;
+      void* data = nullptr;
+      if (napi_get_element(env_, argv_[i], j, &el) != napi_ok || napi_is_typedarray(env_, el, &is_ta) != napi_ok || !is_ta ||
+          napi_get_typedarray_info(env_, el, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
+        fail("argument " + std::to_string(i) + " must be an array of Float32Arrays");
+        return out;
+      }
+      out.push_back(static_cast<const float*>(data));
+    }
+    return out;
+  }
   const uint16_t* u16(size_t i) {
     return static_cast<const uint16_t*>(typed(i, napi_uint16_array, "Uint16Array", nullptr, false));
   }
@@ -335,6 +365,57 @@ napi_value Axpy(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+napi_value PackProbs(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(5);
+  PackProbsArgs p;
+  p.probs = A.f32(0), p.packed = A.f32(1), p.heads = A.i64(2), p.t = A.i64(3), p.stats = A.f64(4);
+  if (!A.ok()) return nullptr;
+  kernels().pack_probs(p);
+  return undefined(env);
+}
+
+napi_value CompareProbs(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(6);
+  MapStatsArgs p;
+  const std::vector<const float*> maps = A.f32_list(0);
+  p.a = maps.data(), p.n_maps = (int64_t)maps.size();
+  p.b = A.f32(1), p.heads = A.i64(2), p.k = A.i64(3), p.stats = A.f64(4), p.gram = A.f64_or_null(5);
+  if (!A.ok()) return nullptr;
+  kernels().compare_probs(p);
+  return undefined(env);
+}
+
+napi_value KlDivergence(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(8);
+  KlDivArgs p;
+  p.student = A.f32(0), p.teacher = A.f32(1), p.losses = A.f32(2), p.rows = A.i64(3), p.cols = A.i64(4);
+  p.inv_temp = (float)(1.0 / A.num(5)), p.dstudent = A.f32_or_null(6), p.grad_scale = A.f(7);
+  if (!A.ok()) return nullptr;
+  kernels().kl_div(p);
+  return undefined(env);
+}
+
+napi_value AdamW(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(13);
+  AdamWArgs p;
+  p.w = A.f32(0), p.g = A.f32(1), p.m = A.f32(2), p.v = A.f32(3), p.n = A.i64(4);
+  p.lr = A.f(5), p.beta1 = A.f(6), p.beta2 = A.f(7), p.eps = A.f(8), p.decay = A.f(9), p.c1 = A.f(10), p.c2 = A.f(11);
+  p.grad_scale = A.f(12);
+  if (!A.ok()) return nullptr;
+  kernels().adamw(p);
+  return undefined(env);
+}
+
+napi_value SumSquares(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(2);
+  const float* x = A.f32(0);
+  const int64_t n = A.i64(1);
+  if (!A.ok()) return nullptr;
+  napi_value out;
+  napi_create_double(env, kernels().sum_squares(x, n), &out);
+  return out;
+}
+
 // Shared by embedding and its backward: the ids index rows of a (vocab, dim) table, so check them all first.
 bool check_ids(Args& A, const int32_t* ids, int64_t n, int64_t vocab) {
   for (int64_t t = 0; t < n; ++t) {
@@ -445,6 +526,11 @@ NAPI_MODULE_INIT() {
       {"add", nullptr, Binary<&Kernels::add>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"mul", nullptr, Binary<&Kernels::mul>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"axpy", nullptr, Axpy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"packProbs", nullptr, PackProbs, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"compareProbs", nullptr, CompareProbs, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"klDivergence", nullptr, KlDivergence, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adamw", nullptr, AdamW, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sumSquares", nullptr, SumSquares, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"embedding", nullptr, Embedding, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"embeddingBackward", nullptr, EmbeddingBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"compileProgram", nullptr, CompileProgram, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -1,5 +1,6 @@
 // The kernel table. Every compute kernel exists once per instruction set (kernels_avx512.cc, kernels_avx2.cc,
-// kernels_portable.cc, all generated from kernels_body.h / attention_body.h); select_kernels() picks one at load time.
+// kernels_portable.cc, all generated from kernels_body.h / attention_body.h / stats_body.h / optim_body.h);
+// select_kernels() picks one at load time.
 // Semantics of every entry are those of the matching method of the TypeScript `Backend` interface
 // (src/backend/backend.ts); arguments are already validated and defaults already filled in.
 #pragma once
@@ -56,6 +57,42 @@ struct AttentionBackwardArgs {
   float scale;
 };
 
+// Attention-map statistics (stats_body.h): maps packed to their causal triangles, (H, K) with K = T(T+1)/2.
+struct PackProbsArgs {
+  const float* probs;  // (H, T, T)
+  float* packed;       // (H, K)
+  int64_t heads, t;
+  double* stats;  // (2H): Σ p², Σ −p ln p per head
+};
+
+struct MapStatsArgs {
+  const float* const* a;  // n_maps maps (H, K)
+  int64_t n_maps;
+  const float* b;  // (H, K)
+  int64_t heads, k;
+  double* stats;  // (n_maps, 2, H): Σ a_i·b, Σ −m ln m (m = (a_i + b)/2) per head
+  double* gram;   // (n_maps, H, H) Σ_k a_i[x, k] · b[y, k], or null
+};
+
+struct KlDivArgs {
+  const float* student;  // (rows, cols) logits
+  const float* teacher;  // (rows, cols) logits
+  float* losses;         // (rows)
+  int64_t rows, cols;
+  float inv_temp;
+  float* dstudent;  // (rows, cols) or null; may alias student
+  float grad_scale;
+};
+
+struct AdamWArgs {
+  float* w;
+  const float* g;
+  float* m;
+  float* v;
+  int64_t n;
+  float lr, beta1, beta2, eps, decay, c1, c2, grad_scale;
+};
+
 // Computes C[0:mr, 0:nr] = alpha · Ap·Bp + beta · C (C not read when beta == 0) for one register tile.
 // Ap holds kc columns of MR packed rows, Bp kc rows of NR packed columns; both zero-padded to full MR / NR.
 using GemmMicroKernel = void (*)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha,
@@ -106,6 +143,12 @@ struct Kernels {
   void (*add)(const float* a, const float* b, float* out, int64_t n);
   void (*mul)(const float* a, const float* b, float* out, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+
+  void (*pack_probs)(const PackProbsArgs& p);
+  void (*compare_probs)(const MapStatsArgs& p);
+  void (*kl_div)(const KlDivArgs& p);
+  void (*adamw)(const AdamWArgs& p);
+  double (*sum_squares)(const float* x, int64_t n);
 
   void (*attention)(const AttentionArgs& p);
   void (*probs_times_v)(const ProbsTimesVArgs& p);

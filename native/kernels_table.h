@@ -2,6 +2,8 @@
 #pragma once
 
 #include "attention_body.h"
+#include "optim_body.h"
+#include "stats_body.h"
 
 namespace echoatt {
 namespace ECHOATT_ISA {
@@ -36,6 +38,11 @@ const Kernels ECHOATT_CAT(kernels_, ECHOATT_ISA) = {
     ECHOATT_ISA::add,
     ECHOATT_ISA::mul,
     ECHOATT_ISA::axpy,
+    ECHOATT_ISA::pack_probs,
+    ECHOATT_ISA::compare_probs,
+    ECHOATT_ISA::kl_div,
+    ECHOATT_ISA::adamw,
+    ECHOATT_ISA::sum_squares_total,
     ECHOATT_ISA::attention,
     ECHOATT_ISA::probs_times_v,
     ECHOATT_ISA::attention_backward,

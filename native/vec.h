@@ -92,6 +92,14 @@ static inline F8 pow2i8(F8 n) {
   const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
   return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
 }
+static inline F8 sqrt8(F8 a) { return {_mm256_sqrt_ps(a.v)}; }
+// frexp for positive normal x: returns the mantissa in [0.5, 1) and sets *e to the exponent (x = m · 2^e), both
+// from the bits (the sign bit is dropped; 0, denormals, Inf and NaN give meaningless values that callers mask).
+static inline F8 frexp8(F8 x, F8* e) {
+  const __m256i b = _mm256_castps_si256(x.v);
+  e->v = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff)), 23), _mm256_set1_epi32(126)));
+  return {_mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)))};
+}
 
 #else  // portable
 
@@ -149,6 +157,18 @@ static inline F8 pow2i8(F8 n) {
   }
   return r;
 }
+static inline F8 sqrt8(F8 a) { ECHOATT_LANES a.v[i] = sqrtf(a.v[i]); return a; }
+static inline F8 frexp8(F8 x, F8* e) {
+  F8 m;
+  ECHOATT_LANES {
+    uint32_t b;
+    memcpy(&b, &x.v[i], 4);
+    e->v[i] = (float)((int32_t)((b & 0x7fffffffu) >> 23) - 126);
+    b = (b & 0x007fffffu) | 0x3f000000u;
+    memcpy(&m.v[i], &b, 4);
+  }
+  return m;
+}
 #undef ECHOATT_LANES
 
 #endif
@@ -178,6 +198,34 @@ static inline F8 exp8(F8 x) {
   y = select_gt(x, hi, set8(INFINITY), y);
   return select_lt(x, lo, zero8(), y);
 }
+
+// ln x, lane-wise, for positive normal x, about 1 ulp (Cephes logf: x = m·2^e with m in [√½, √2), a degree-8
+// polynomial in m − 1, and ln 2 split in two for the exponent). 0, negatives, denormals, Inf and NaN give meaningless
+// finite values: callers mask them (see xlogx8).
+static inline F8 log8(F8 x) {
+  F8 e;
+  F8 m = frexp8(x, &e);
+  const F8 sqrt_half = set8(0.707106781186547524f), one = set8(1.f);
+  e = select_lt(m, sqrt_half, e - one, e);
+  m = select_lt(m, sqrt_half, m + m - one, m - one);
+  const F8 z = m * m;
+  F8 y = set8(7.0376836292e-2f);
+  y = fma8(y, m, set8(-1.1514610310e-1f));
+  y = fma8(y, m, set8(1.1676998740e-1f));
+  y = fma8(y, m, set8(-1.2420140846e-1f));
+  y = fma8(y, m, set8(1.4249322787e-1f));
+  y = fma8(y, m, set8(-1.6668057665e-1f));
+  y = fma8(y, m, set8(2.0000714765e-1f));
+  y = fma8(y, m, set8(-2.4999993993e-1f));
+  y = fma8(y, m, set8(3.3333331174e-1f));
+  y = y * m * z;
+  y = fma8(e, set8(-2.12194440e-4f), y);
+  y = fma8(z, set8(-0.5f), y);
+  return fma8(e, set8(0.693359375f), m + y);
+}
+
+// x · ln x lane-wise with 0 · ln 0 = 0: lanes with x ≤ 0 (and NaN compares) give 0, as the reference's `if (x > 0)`.
+static inline F8 xlogx8(F8 x) { return select_gt(x, zero8(), x * log8(max8(set8(1.17549435e-38f), x)), zero8()); }
 
 static inline float exp1(float x) {
   float buf[8] = {x, 0, 0, 0, 0, 0, 0, 0};

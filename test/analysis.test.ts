@@ -14,6 +14,7 @@ import { LlamaModel } from '../src/models/llama.js';
 import { loadModel } from '../src/models/load.js';
 import type { StoredTensor } from '../src/tensor/tensor.js';
 import { SimilarityAccumulator, type SimilarityStats } from '../src/analysis/similarity.js';
+import { availableBackends, getBackend, type BackendName } from '../src/backend/index.js';
 import { calibrationSequences } from '../src/tokenizer/windows.js';
 import { budgetStrategy, echoattStrategy, spanStrategy, type StrategyInput } from '../src/analysis/strategies.js';
 import { analyze } from '../src/analysis/analyze.js';
@@ -173,6 +174,28 @@ describe('similarity statistics', () => {
       assert.ok(Math.abs(one.cosine.std[x] - many.cosine.std[x]) < 1e-12);
     }
     for (let x = 0; x < one.headPairs!.mean.length; x++) assert.ok(Math.abs(one.headPairs!.mean[x] - many.headPairs!.mean[x]) < 1e-6);
+  });
+
+  test('the backend kernels match the TypeScript reference statistics: |Δ| ≤ 1e-6 in cosine, JS and head-pair cosine', () => {
+    // T = 64: K = 2080 entries per head, more than one chunk of the native kernels.
+    const ids = randInts(64, 50, 200);
+    const run = (name: BackendName) => {
+      const acc = new SimilarityAccumulator(5, 4, ids.length, { backend: getBackend(name) });
+      acc.addSequence(model, ids);
+      return acc.result();
+    };
+    const ref = run('reference');
+    const got = run(availableBackends()[0]);
+    const worst = (a: Float64Array, b: Float64Array) => a.reduce((w, x, i) => Math.max(w, Math.abs(x - b[i])), 0);
+    for (const k of ['cosine', 'js', 'headPairs'] as const) {
+      const d = worst(got[k]!.mean, ref[k]!.mean);
+      assert.ok(d <= 1e-6, `${k}: max |Δ| ${d}`);
+    }
+    for (let h = 0; h < 4; h++) {
+      assert.ok(worst(got.cosinePerHead[h].mean, ref.cosinePerHead[h].mean) <= 1e-6, `cosine head ${h}`);
+      assert.ok(worst(got.jsPerHead[h].mean, ref.jsPerHead[h].mean) <= 1e-6, `js head ${h}`);
+    }
+    assert.equal(got.js.mean[1 * 5 + 2], 0, 'identical maps: JS exactly 0 on every backend');
   });
 
   test('std across sequences: 0 for one sequence, matches the sample std of per-sequence values', () => {

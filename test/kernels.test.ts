@@ -30,6 +30,23 @@ function ropeTables(maxPos: number, headDim: number, theta = 10000): { cos: Floa
   return { cos, sin };
 }
 
+/** `heads` causal softmax maps `(heads, t, t)` (masked entries 0), some entries underflowing to exactly 0. */
+function causalMaps(heads: number, t: number, seed: number): Float32Array {
+  const x = randn(heads * t * t, seed, -8, 8);
+  for (let i = 0; i < x.length; i += 7) x[i] = -200; // e^−200 underflows in float32
+  const p = new Float32Array(x.length);
+  ref.softmax(x, p, heads * t, t, 0);
+  // The causal offset is per row of the flattened (heads·t) rows; re-mask per head so row r keeps columns 0..r.
+  for (let h = 0; h < heads; h++) for (let r = 0; r < t; r++) for (let c = r + 1; c < t; c++) p[(h * t + r) * t + c] = 0;
+  for (let r = 0; r < heads * t; r++) {
+    const o = r * t;
+    let sum = 0;
+    for (let c = 0; c < t; c++) sum += p[o + c];
+    if (sum > 0) for (let c = 0; c < t; c++) p[o + c] /= sum;
+  }
+  return p;
+}
+
 describe('reference oracle: hand-computed values', () => {
   test('gemm 2x3 · 3x2, all layouts', () => {
     const a = Float32Array.of(1, 2, 3, 4, 5, 6); // (2,3)
@@ -79,6 +96,36 @@ describe('reference oracle: hand-computed values', () => {
     ref.attention({ q, k, v, out, probs, batch: 1, tq: 3, s: 3, nHeads: 1, nKvHeads: 1, headDim: d, qPos0: 0, scale: 1 });
     assertClose(out, [1, 10, 1.5, 15, 2, 20], 'out');
     assertClose(probs, [1, 0, 0, 0.5, 0.5, 0, 1 / 3, 1 / 3, 1 / 3], 'probs');
+  });
+
+  test('packProbs / compareProbs: triangles, Σ p², entropies, JS = 0 for identical maps, Gram', () => {
+    const probs = Float32Array.of(1, 0, 0.25, 0.75); // one head, T = 2
+    const packed = new Float32Array(3);
+    const st = new Float64Array(2);
+    ref.packProbs(probs, packed, 1, 2, st);
+    assert.deepEqual([...packed], [1, 0.25, 0.75]);
+    assertClose(st, [1 + 0.0625 + 0.5625, -(0.25 * Math.log(0.25) + 0.75 * Math.log(0.75))], 'pack stats', 1e-12, 1e-15);
+    const other = Float32Array.of(1, 0.75, 0.25);
+    const cmp = new Float64Array(4);
+    const gram = new Float64Array(2);
+    ref.compareProbs([packed, packed], other, 1, 3, cmp, gram);
+    assertClose(cmp.subarray(0, 2), [1 + 2 * 0.1875, -2 * 0.5 * Math.log(0.5)], 'pair stats', 1e-12, 1e-15);
+    assert.deepEqual([...gram], [1.375, 1.375]);
+    const self = new Float64Array(2);
+    ref.compareProbs([packed], packed, 1, 3, self);
+    assert.equal(self[1] - st[1], 0, 'a map against itself: the entropy of packProbs');
+  });
+
+  test('klDivergence and adamw: hand-computed values', () => {
+    const losses = new Float32Array(1);
+    const d = new Float32Array(2);
+    ref.klDivergence(Float32Array.of(0, 0), Float32Array.of(0, 2 * Math.log(3)), losses, 1, 2, 2, d, 1);
+    // teacher at T = 2: p = (1/4, 3/4); student: q = (1/2, 1/2)
+    assertClose(losses, [0.25 * Math.log(0.5) + 0.75 * Math.log(1.5)], 'kl', 1e-6, 1e-7);
+    assertClose(d, [0.25, -0.25], 'dstudent', 1e-6, 1e-7);
+    const w = Float32Array.of(1);
+    ref.adamw({ w, g: Float32Array.of(0.2), m: new Float32Array(1), v: new Float32Array(1), n: 1, lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 0, weightDecay: 0.5, step: 1, gradScale: 0.5 });
+    assertClose(w, [1 * (1 - 0.05) - 0.1], 'first AdamW step: lr·sign(g) plus decay', 1e-6, 1e-7);
   });
 
   test('crossEntropy matches −log softmax and ignores ignoreIndex', () => {
@@ -441,6 +488,96 @@ for (const name of availableBackends()) {
       }
     });
 
+    test('attention-map statistics: packProbs, compareProbs (stats, Gram, several maps) within 2e-6 of float64', () => {
+      // Causal softmax maps with exact zeros (underflowed entries); T = 130 gives K = 8515, more than one chunk group.
+      for (const [H, T] of [[1, 1], [3, 7], [5, 33], [2, 130]] as const) {
+        const K = (T * (T + 1)) / 2;
+        const maps = [1, 2, 3].map((seed) => causalMaps(H, T, seed));
+        const packed = maps.map(() => [new Float32Array(H * K), new Float32Array(H * K)]);
+        const st = maps.map(() => [new Float64Array(2 * H), new Float64Array(2 * H)]);
+        maps.forEach((m, i) => {
+          ref.packProbs(m, packed[i][0], H, T, st[i][0]);
+          be.packProbs(m, packed[i][1], H, T, st[i][1]);
+          assert.deepEqual(packed[i][1], packed[i][0], `packed H=${H} T=${T}`);
+          assertClose(st[i][1], st[i][0], `pack stats H=${H} T=${T}`, 2e-6, 1e-12);
+        });
+        const [e, g] = [new Float64Array(6 * H), new Float64Array(6 * H)];
+        const [ge, gg] = [new Float64Array(3 * H * H), new Float64Array(3 * H * H)];
+        const a = [packed[0][0], packed[1][0], packed[2][0]];
+        ref.compareProbs(a, packed[2][0], H, K, e, ge);
+        be.compareProbs(a, packed[2][0], H, K, g, gg);
+        assertClose(g, e, `compare stats H=${H} T=${T}`, 2e-6, 1e-12);
+        assertClose(gg, ge, `gram H=${H} T=${T}`, 2e-6, 1e-12);
+        // A map against itself repeats packProbs' sums bit for bit, so identical maps have a JS divergence of exactly 0.
+        for (let h = 0; h < 2 * H; h++) assert.equal(g[4 * H + h], st[2][1][h], `self-comparison = pack stats (${h})`);
+        const noGram = new Float64Array(2 * H);
+        be.compareProbs([packed[0][0]], packed[2][0], H, K, noGram);
+        assert.deepEqual(noGram, g.subarray(0, 2 * H), 'without the Gram matrix: the same stats');
+      }
+    });
+
+    test('compareProbs does not depend on the thread count', () => {
+      const [H, T] = [4, 200];
+      const K = (T * (T + 1)) / 2;
+      const [a, b] = [1, 2].map((seed) => {
+        const p = new Float32Array(H * K);
+        be.packProbs(causalMaps(H, T, seed), p, H, T, new Float64Array(2 * H));
+        return p;
+      });
+      const run = (threads: number) => {
+        const old = be.threads;
+        be.setThreads(threads);
+        const out = [new Float64Array(2 * H), new Float64Array(H * H)];
+        be.compareProbs([a], b, H, K, out[0], out[1]);
+        be.setThreads(old);
+        return out;
+      };
+      assert.deepEqual(run(1), run(3));
+    });
+
+    test('klDivergence: per-row KL at a temperature and its gradient (dstudent aliasing student)', () => {
+      for (const cols of [...SIZES, 1000, 2100]) {
+        const rows = 3;
+        const s = randn(rows * cols, cols, -6, 6);
+        const t = randn(rows * cols, cols + 1, -6, 6);
+        t[0] = -Infinity; // a class the teacher rules out: p = 0 adds nothing
+        for (const T of [1, 2.5]) {
+          const [lE, lG] = [new Float32Array(rows), new Float32Array(rows)];
+          const dE = new Float32Array(s.length);
+          const dG = s.slice();
+          ref.klDivergence(s, t, lE, rows, cols, T, dE, 0.3);
+          be.klDivergence(dG, t, lG, rows, cols, T, dG, 0.3);
+          assertClose(lG, lE, `kl loss cols=${cols} T=${T}`, 1e-4, 2e-6);
+          assertClose(dG, dE, `kl grad cols=${cols} T=${T}`, 1e-4, 1e-7);
+          const lNo = new Float32Array(rows);
+          be.klDivergence(s, t, lNo, rows, cols, T);
+          assert.deepEqual(lNo, lG, 'losses do not depend on the gradient being asked for');
+        }
+      }
+    });
+
+    test('adamw update and sumSquares', () => {
+      for (const n of [...SIZES, 1000, 40000]) {
+        const w = randn(n, n, -2, 2);
+        const g = randn(n, n + 1, -1, 1);
+        const m = randn(n, n + 2, -0.1, 0.1);
+        const v = randn(n, n + 3, 0, 0.01);
+        const p = { n, lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3, gradScale: 0.5 };
+        const e = { w: w.slice(), g, m: m.slice(), v: v.slice() };
+        const got = { w: w.slice(), g, m: m.slice(), v: v.slice() };
+        ref.adamw({ ...p, ...e });
+        be.adamw({ ...p, ...got });
+        // m and v are sums of two terms that may cancel: absolute tolerances at float32 rounding of the terms.
+        assertClose(got.m, e.m, `adamw m n=${n}`, 1e-6, 2e-8);
+        assertClose(got.v, e.v, `adamw v n=${n}`, 1e-6, 1e-10);
+        assertClose(got.w, e.w, `adamw w n=${n}`, 1e-6, 1e-7);
+        const sq = be.sumSquares(g, n);
+        assert.ok(Math.abs(sq - ref.sumSquares(g, n)) <= 1e-6 * sq, `sumSquares n=${n}`);
+      }
+      assert.equal(be.sumSquares(new Float32Array(4), 0), 0);
+    });
+
+
     test('embedding gather and scatter-add backward', () => {
       const [vocab, dim] = [50, 65];
       const table = randn(vocab * dim, 1);
@@ -576,6 +713,20 @@ describe('reference backward kernels match finite differences', () => {
       return out;
     };
     assertClose(dProbs, fd(pv, probs, r), 'dProbs', 1e-2, 2e-3);
+  });
+
+  test('klDivergence gradient (gradScale = 1/T gives ∂loss/∂student)', () => {
+    const [rows, cols, T] = [2, 5, 1.7];
+    const s = randn(rows * cols, 1, -2, 2);
+    const t = randn(rows * cols, 2, -2, 2);
+    const d = new Float32Array(s.length);
+    ref.klDivergence(s, t, new Float32Array(rows), rows, cols, T, d, 1 / T);
+    const loss = (x: Float32Array) => {
+      const l = new Float32Array(rows);
+      ref.klDivergence(x, t, l, rows, cols, T);
+      return l;
+    };
+    assertClose(d, fd(loss, s, new Float32Array(rows).fill(1)), 'dstudent', 1e-2, 2e-3);
   });
 
   test('crossEntropy gradient', () => {

@@ -11,10 +11,15 @@
  * - **Jensen–Shannon divergence** of corresponding rows, averaged over the `T` query rows, natural log (so it lies in
  *   `[0, ln 2]`): `JS(p, q) = ½ KL(p‖m) + ½ KL(q‖m)`, `m = (p + q)/2`, with `0 · log 0 = 0`. It is computed as
  *   `H(m) − (H(p) + H(q))/2` with each layer's entropy computed once, so a pair costs one `log` per entry; identical
- *   rows give exactly 0 and the tiny negative values that rounding could produce are clamped to 0.
+ *   maps give exactly 0 and the tiny negative values that rounding could produce are clamped to 0.
  * - **head-averaged** values (the `L × L` matrices that drive plans) are the mean over heads of the per-head values.
  * - **head pairs**: the cosine between head `a` of layer `i` and head `b` of layer `j` for all pairs, an
- *   `(L·H) × (L·H)` matrix indexed `l·H + h` (for head-wise sharing); computed with the backend's GEMM.
+ *   `(L·H) × (L·H)` matrix indexed `l·H + h` (for head-wise sharing); from the Gram matrices `compareProbs` returns.
+ *
+ * The per-entry loops are backend kernels: `packProbs` (a layer's maps to their causal triangles, with Σ p² and the
+ * entropy per head) and `compareProbs` (per pair: Σ p·q, H(m) and the head × head Gram matrix in one pass). The
+ * native ones run a vectorised log (AVX-512 / AVX2) and sum f32 chunks into float64 in a fixed order; they match the
+ * reference backend (float64 `Math.log`, as this file computed before) to about 1e-7 relative (test/kernels.test.ts).
  *
  * Accumulation is per sequence: each sequence yields one scalar per statistic, and only running means and variances
  * over sequences (Welford) are kept, so the report gives the mean and the spread across sequences.
@@ -30,11 +35,13 @@
  *     (layersPerBlock + 1) · H · T(T+1)/2 · 4 bytes   (+ the model's own transient H·T² probability buffer)
  *
  * independent of the number of sequences, and never all layers of a long run. `memory.peakHeldBytes` reports what
- * was actually held.
+ * was actually held. Buffers a pass is done with are kept (within that bound) for the next pass or sequence.
  */
 import type { Backend } from '../backend/backend.js';
 import { getBackend } from '../backend/index.js';
 import type { AttentionProbsHook, ForwardOptions } from '../models/llama.js';
+import type { LayerAttention } from '../models/attention-kinds.js';
+import { newProbsPool } from '../models/inference-ops.js';
 import { ShapeError, OptionError } from '../errors.js';
 
 /** Mean and standard deviation across sequences of a square matrix statistic (row-major `n × n`). */
@@ -115,6 +122,8 @@ export interface SimilarityOptions {
 /** Something with LlamaModel's forward signature (a teacher or a student). */
 export interface ForwardModel {
   forward(ids: Int32Array, opts?: ForwardOptions): Float32Array;
+  /** Its layers' attention kinds (LlamaModel has them): anchors then keep their own reused buffers. */
+  readonly config?: { readonly attention: readonly LayerAttention[] };
 }
 
 export const DEFAULT_MAX_MAP_BYTES = 512 * 1024 * 1024;
@@ -122,8 +131,7 @@ export const DEFAULT_MAX_MAP_BYTES = 512 * 1024 * 1024;
 /** One layer's packed maps with per-head squared norms and entropy totals. */
 interface PackedLayer {
   data: Float32Array; // (H, K), K = T(T+1)/2
-  norm2: Float64Array; // (H)
-  ent: Float64Array; // (H) Σ over rows and columns of −p log p
+  stats: Float64Array; // (2H): [h] Σ p², [H + h] Σ over rows and columns of −p log p
 }
 
 /**
@@ -155,7 +163,10 @@ export class SimilarityAccumulator {
   private seqCos: Float64Array;
   private seqJs: Float64Array;
   private seqHeads?: Float64Array;
-  private gram: Float32Array;
+  private readonly gram: Float64Array;
+  private readonly pairStats: Float64Array;
+  /** Packed buffers of finished passes, reused by the next ones (a fresh 16 MB array per layer costs its zeroing). */
+  private readonly spare: Float32Array[] = [];
   private held = 0;
   private peakHeld = 0;
 
@@ -185,7 +196,9 @@ export class SimilarityAccumulator {
       this.heads = new RunningStat(L * H * L * H);
       this.seqHeads = new Float64Array(L * H * L * H);
     }
-    this.gram = new Float32Array(H * H);
+    // One compareProbs call per layer: every held layer (at most layersPerBlock) and the layer itself.
+    this.gram = new Float64Array((this.layersPerBlock + 1) * H * H);
+    this.pairStats = new Float64Array((this.layersPerBlock + 1) * 2 * H);
   }
 
   /** Layers kept per forward pass. */
@@ -226,18 +239,21 @@ export class SimilarityAccumulator {
         const cur = this.pack(probs);
         this.held += this.bytesPerLayer;
         this.peakHeld = Math.max(this.peakHeld, this.held);
-        for (const [i, prev] of stored) this.comparePair(i, prev, layer, cur);
+        this.compareLayer(layer, cur, [...stored], layer < hi && this.seqHeads !== undefined);
         if (layer < hi) {
-          if (this.seqHeads) this.headGram(layer, cur, layer, cur);
           stored.set(layer, cur);
         } else {
           this.held -= this.bytesPerLayer;
+          this.spare.push(cur.data);
         }
       };
-      const out = model.forward(ids, { onAttentionProbs: hook, probsLayers });
+      // One probabilities buffer for every layer of the pass (the hook packs them before the next layer runs).
+      const probsPool = newProbsPool(model.config?.attention ?? [], H * this.seqLen * this.seqLen);
+      const out = model.forward(ids, { onAttentionProbs: hook, probsLayers, probsPool });
       if (p === 0) logits = out;
       for (let l = lo; l < L; l++) if (!seen.has(l)) throw new ShapeError('SimilarityAccumulator', `the model reported no probabilities for layer ${l}`);
       this.held -= stored.size * this.bytesPerLayer;
+      for (const v of stored.values()) this.spare.push(v.data);
       stored.clear();
       onPass?.(p);
     });
@@ -266,83 +282,62 @@ export class SimilarityAccumulator {
     return logits!;
   }
 
-  /** Pack `(H, T, T)` to the causal triangles `(H, K)` and compute per-head norms and entropies. */
+  /** Pack `(H, T, T)` to the causal triangles `(H, K)` with per-head norms and entropies (backend kernel). */
   private pack(probs: Float32Array): PackedLayer {
     const H = this.numHeads;
-    const T = this.seqLen;
-    const K = this.K;
-    const data = new Float32Array(H * K);
-    const norm2 = new Float64Array(H);
-    const ent = new Float64Array(H);
-    for (let h = 0; h < H; h++) {
-      let o = h * K;
-      let n2 = 0;
-      let e = 0;
-      for (let r = 0; r < T; r++) {
-        const base = (h * T + r) * T;
-        for (let c = 0; c <= r; c++) {
-          const v = probs[base + c];
-          data[o++] = v;
-          n2 += v * v;
-          // Same expression and order as the pair loop's m·log m with m = (v + v)/2 = v, so identical maps give 0.
-          const m = 0.5 * (v + v);
-          if (m > 0) e -= m * Math.log(m);
-        }
-      }
-      norm2[h] = n2;
-      ent[h] = e;
-    }
-    return { data, norm2, ent };
+    const data = this.spare.pop() ?? new Float32Array(H * this.K);
+    const stats = new Float64Array(2 * H);
+    this.backend.packProbs(probs, data, H, this.seqLen, stats);
+    return { data, stats };
   }
 
-  /** Per-head cosine and JS of layer i (earlier) against layer j; fills both (i, j) and (j, i). */
-  private comparePair(i: number, a: PackedLayer, j: number, b: PackedLayer): void {
+  /**
+   * Layer j's packed maps against every earlier held layer (one backend call, which reads j's maps once for all), and
+   * against itself when `self` (its head pairs with its own heads).
+   */
+  private compareLayer(j: number, cur: PackedLayer, earlier: readonly (readonly [number, PackedLayer])[], self: boolean): void {
+    const H = this.numHeads;
+    const maps = earlier.map(([, a]) => a.data);
+    if (self) maps.push(cur.data);
+    if (maps.length === 0) return;
+    const gram = this.seqHeads ? this.gram : undefined;
+    this.backend.compareProbs(maps, cur.data, H, this.K, this.pairStats, gram);
+    earlier.forEach(([i, a], x) => this.recordPair(i, a, j, cur, this.pairStats.subarray(2 * H * x, 2 * H * (x + 1)), gram?.subarray(H * H * x, H * H * (x + 1))));
+    if (self) this.fillHeadPairs(j, cur, j, cur, this.gram.subarray(H * H * earlier.length, H * H * (earlier.length + 1)));
+  }
+
+  /** Per-head cosine and JS of layer i (earlier) against layer j from their sums; fills (i, j) and (j, i), and head pairs. */
+  private recordPair(i: number, a: PackedLayer, j: number, b: PackedLayer, st: Float64Array, gram?: Float64Array): void {
     const L = this.numLayers;
     const H = this.numHeads;
-    const K = this.K;
-    const T = this.seqLen;
-    const pa = a.data;
-    const pb = b.data;
     for (let h = 0; h < H; h++) {
-      let dot = 0;
-      let em = 0;
-      const end = (h + 1) * K;
-      for (let k = h * K; k < end; k++) {
-        const x = pa[k];
-        const y = pb[k];
-        dot += x * y;
-        const m = 0.5 * (x + y);
-        if (m > 0) em -= m * Math.log(m);
-      }
-      const den = Math.sqrt(a.norm2[h] * b.norm2[h]);
-      const cos = den > 0 ? Math.min(1, dot / den) : 0;
-      const js = Math.max(0, em - 0.5 * (a.ent[h] + b.ent[h])) / T;
+      const den = Math.sqrt(a.stats[h] * b.stats[h]);
+      const cos = den > 0 ? Math.min(1, st[h] / den) : 0;
+      const js = Math.max(0, st[H + h] - 0.5 * (a.stats[H + h] + b.stats[H + h])) / this.seqLen;
       this.seqCos[(i * L + j) * H + h] = cos;
       this.seqCos[(j * L + i) * H + h] = cos;
       this.seqJs[(i * L + j) * H + h] = js;
       this.seqJs[(j * L + i) * H + h] = js;
     }
-    if (this.seqHeads) {
-      this.headGram(i, a, j, b);
+    if (this.seqHeads && gram) {
+      this.fillHeadPairs(i, a, j, b, gram);
       const LH = L * H;
       for (let h = 0; h < H; h++) {
-        const c = this.seqCos[(i * L + j) * H + h]; // f64 value for corresponding heads
+        const c = this.seqCos[(i * L + j) * H + h]; // the per-head value for corresponding heads
         this.seqHeads[(i * H + h) * LH + j * H + h] = c;
         this.seqHeads[(j * H + h) * LH + i * H + h] = c;
       }
     }
   }
 
-  /** Cosine between every head of layer i and every head of layer j via one `(H × K) · (H × K)ᵀ` GEMM. */
-  private headGram(i: number, a: PackedLayer, j: number, b: PackedLayer): void {
+  /** Cosine between every head of layer i and every head of layer j from their Gram matrix `g` `(H, H)`. */
+  private fillHeadPairs(i: number, a: PackedLayer, j: number, b: PackedLayer, g: Float64Array): void {
     const H = this.numHeads;
     const LH = this.numLayers * H;
-    const g = this.gram;
-    this.backend.gemm({ m: H, n: H, k: this.K, a: a.data, b: b.data, c: g, transB: true });
     const s = this.seqHeads!;
     for (let x = 0; x < H; x++) {
       for (let y = 0; y < H; y++) {
-        const den = Math.sqrt(a.norm2[x] * b.norm2[y]);
+        const den = Math.sqrt(a.stats[x] * b.stats[y]);
         const v = den > 0 ? Math.max(-1, Math.min(1, g[x * H + y] / den)) : 0;
         s[(i * H + x) * LH + j * H + y] = v;
         s[(j * H + y) * LH + i * H + x] = v;

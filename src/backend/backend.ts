@@ -149,6 +149,42 @@ export interface Backend {
   embeddingBackward(dOut: Float32Array, ids: Int32Array, dTable: Float32Array, vocab: number, dim: number): void;
 
   /**
+   * Attention-map statistics, step 1 (`echoatt analyze`): pack `heads` causal maps `probs` `(heads, t, t)` (row `r`
+   * keeps columns `0 ..= r`) to their lower triangles, row after row, into `packed` `(heads, K)`, `K = t(t+1)/2`, and
+   * write per head `stats[h] = Σ p²` and `stats[heads + h] = Σ −p ln p` (`0 ln 0 = 0`), summed in float64 as
+   * {@link compareProbs} sums (the entropy is exactly `compareProbs(packed, packed)`'s, so identical maps compare
+   * to a Jensen–Shannon divergence of exactly 0). `stats` is a `Float64Array` of `2 · heads`.
+   */
+  packProbs(probs: Float32Array, packed: Float32Array, heads: number, t: number, stats: Float64Array): void;
+
+  /**
+   * Attention-map statistics, step 2: packed maps `maps[i]` `(heads, k)` each against one packed map `b`. For map `i`
+   * and head `h`, `stats[(2i)·heads + h] = Σ_j a·b` and `stats[(2i + 1)·heads + h] = Σ_j −m ln m` with
+   * `m = (a + b)/2` (entries with `m ≤ 0` add 0), and, when `gram` `(maps.length, heads, heads)` is given,
+   * `gram[(i·heads + x)·heads + y] = Σ_j a_i[x, j] · b[y, j]`. `stats` (`2 · heads` per map) and `gram` are
+   * `Float64Array`s; fast backends read `b` once for all maps and sum f32 chunks into f64 in a fixed order (the result
+   * does not depend on the thread count).
+   */
+  compareProbs(maps: readonly Float32Array[], b: Float32Array, heads: number, k: number, stats: Float64Array, gram?: Float64Array): void;
+
+  /**
+   * Distillation KL per row of `(rows, cols)` logits at temperature `temperature` (> 0): with
+   * `p = softmax(teacher[r] / T)`, `q = softmax(student[r] / T)`, writes `losses[r] = Σ_j p_j (log p_j − log q_j)`
+   * (terms with `p_j = 0` add 0). If `dstudent` is given, writes `gradScale · (q − p)` into it (`dstudent` may
+   * alias `student`); the gradient of `losses[r]` with respect to `student[r]` is that with `gradScale = 1 / T`.
+   */
+  klDivergence(
+    student: Float32Array, teacher: Float32Array, losses: Float32Array, rows: number, cols: number, temperature: number,
+    dstudent?: Float32Array, gradScale?: number,
+  ): void;
+
+  /** One AdamW update of `n` parameters in place (see {@link AdamWParams}). */
+  adamw(p: AdamWParams): void;
+
+  /** `Σ x[i]²` over the first `n` elements, accumulated in float64 (for gradient-norm clipping). */
+  sumSquares(x: Float32Array, n: number): number;
+
+  /**
    * Prepare a {@link StepProgram} (one decode step of a whole model as kernel calls over fixed buffers, see
    * `program.ts`) and return a function that runs it for one token at one position. The native backend runs a step
    * in one call; the reference interprets it through its own methods. Results equal the same calls made one by one.
@@ -188,6 +224,28 @@ export interface GemmParams {
   strideA?: number;
   strideB?: number;
   strideC?: number;
+}
+
+/**
+ * One AdamW step (decoupled weight decay, PyTorch's `AdamW`) over `n` parameters, in place: with `g' = gradScale · g`,
+ * `m ← β1 m + (1 − β1) g'`, `v ← β2 v + (1 − β2) g'²`,
+ * `w ← w · (1 − lr · weightDecay) − lr · (m / (1 − β1^step)) / (√(v / (1 − β2^step)) + eps)`.
+ */
+export interface AdamWParams {
+  w: Float32Array;
+  g: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  n: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** The 1-based update count (bias correction). */
+  step: number;
+  /** Default 1 (gradient clipping folds its factor in here). */
+  gradScale?: number;
 }
 
 /** The shape every attention kernel is told: query rows `(B, Tq, H, D)` against `S` key/value positions of `Hkv` heads. */

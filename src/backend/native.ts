@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { gemmLayout, type AttentionBackwardParams, type AttentionParams, type Backend, type GemmParams } from './backend.js';
-import type { HalfDType, ProbsTimesVBackwardParams, ProbsTimesVParams, RopeStyle } from './backend.js';
+import type { AdamWParams, HalfDType, ProbsTimesVBackwardParams, ProbsTimesVParams, RopeStyle } from './backend.js';
 import { ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
 import type { ProgramArray, StepProgram, StepRunner } from './program.js';
@@ -61,6 +61,17 @@ interface Addon {
   add(a: F32, b: F32, out: F32, n: number): void;
   mul(a: F32, b: F32, out: F32, n: number): void;
   axpy(alpha: number, x: F32, y: F32, n: number): void;
+  packProbs(probs: F32, packed: F32, heads: number, t: number, stats: Float64Array): void;
+  compareProbs(maps: readonly F32[], b: F32, heads: number, k: number, stats: Float64Array, gram: Float64Array | null): void;
+  klDivergence(
+    student: F32, teacher: F32, losses: F32, rows: number, cols: number, temperature: number, dstudent: F32 | null,
+    gradScale: number,
+  ): void;
+  adamw(
+    w: F32, g: F32, m: F32, v: F32, n: number, lr: number, beta1: number, beta2: number, eps: number, decay: number,
+    c1: number, c2: number, gradScale: number,
+  ): void;
+  sumSquares(x: F32, n: number): number;
   embedding(table: F32, ids: I32, out: F32, vocab: number, dim: number): void;
   embeddingBackward(dOut: F32, ids: I32, dTable: F32, vocab: number, dim: number): void;
   compileProgram(code: I32, consts: Float64Array, arrays: readonly ProgramArray[], maxPos: number, vocab: number): object;
@@ -199,6 +210,30 @@ export class NativeBackend implements Backend {
 
   axpy(alpha: number, x: F32, y: F32, n: number): void {
     this.#addon.axpy(alpha, x, y, n);
+  }
+
+  packProbs(probs: F32, packed: F32, heads: number, t: number, stats: Float64Array): void {
+    this.#addon.packProbs(probs, packed, heads, t, stats);
+  }
+
+  compareProbs(maps: readonly F32[], b: F32, heads: number, k: number, stats: Float64Array, gram?: Float64Array): void {
+    this.#addon.compareProbs(maps, b, heads, k, stats, gram ?? null);
+  }
+
+  klDivergence(student: F32, teacher: F32, losses: F32, rows: number, cols: number, temperature: number, dstudent?: F32, gradScale = 1): void {
+    this.#addon.klDivergence(student, teacher, losses, rows, cols, temperature, dstudent ?? null, gradScale);
+  }
+
+  adamw(p: AdamWParams): void {
+    // Bias corrections and the decay factor in float64, as the reference computes them.
+    this.#addon.adamw(
+      p.w, p.g, p.m, p.v, p.n, p.lr, p.beta1, p.beta2, p.eps, 1 - p.lr * p.weightDecay, 1 - p.beta1 ** p.step,
+      1 - p.beta2 ** p.step, p.gradScale ?? 1,
+    );
+  }
+
+  sumSquares(x: F32, n: number): number {
+    return this.#addon.sumSquares(x, n);
   }
 
   embedding(table: F32, ids: I32, out: F32, vocab: number, dim: number): void {

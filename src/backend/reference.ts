@@ -4,6 +4,7 @@
  * accurate than a float32 kernel.
  */
 import type {
+  AdamWParams,
   AttentionBackwardParams,
   AttentionParams,
   AttentionShape,
@@ -19,6 +20,7 @@ import type { StepProgram, StepRunner } from './program.js';
 import { interpretProgram } from './program-run.js';
 import { ShapeError } from '../errors.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
+import { adamwRef, compareProbsRef, klDivergenceRef, packProbsRef, sumSquaresRef } from './reference-stats.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference';
@@ -296,6 +298,29 @@ export class ReferenceBackend implements Backend {
 
   axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void {
     for (let i = 0; i < n; i++) y[i] += alpha * x[i];
+  }
+
+  packProbs(probs: Float32Array, packed: Float32Array, heads: number, t: number, stats: Float64Array): void {
+    packProbsRef(probs, packed, heads, t, stats);
+  }
+
+  compareProbs(maps: readonly Float32Array[], b: Float32Array, heads: number, k: number, stats: Float64Array, gram?: Float64Array): void {
+    compareProbsRef(maps, b, heads, k, stats, gram);
+  }
+
+  klDivergence(
+    student: Float32Array, teacher: Float32Array, losses: Float32Array, rows: number, cols: number, temperature: number,
+    dstudent?: Float32Array, gradScale = 1,
+  ): void {
+    klDivergenceRef(student, teacher, losses, rows, cols, temperature, dstudent, gradScale);
+  }
+
+  adamw(p: AdamWParams): void {
+    adamwRef(p);
+  }
+
+  sumSquares(x: Float32Array, n: number): number {
+    return sumSquaresRef(x, n);
   }
 
   embedding(table: Float32Array, ids: Int32Array, out: Float32Array, vocab: number, dim: number): void {

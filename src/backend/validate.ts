@@ -17,37 +17,8 @@ import { gemmLayout } from './backend.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
 import { checkProgram, checkStep } from './program-run.js';
-
-type Arr = Float32Array | Int32Array;
-
-function dims(op: string, d: Record<string, number>): void {
-  for (const [k, v] of Object.entries(d)) {
-    if (!Number.isInteger(v) || v < 0) throw new ShapeError(op, `${k} must be a non-negative integer, got ${v}`);
-  }
-}
-
-function f32(op: string, name: string, a: unknown): Float32Array {
-  if (!(a instanceof Float32Array)) throw new DTypeError(op, `${name} must be a Float32Array, got ${describe(a)}`);
-  return a;
-}
-
-function i32(op: string, name: string, a: unknown): Int32Array {
-  if (!(a instanceof Int32Array)) throw new DTypeError(op, `${name} must be an Int32Array, got ${describe(a)}`);
-  return a;
-}
-
-function describe(a: unknown): string {
-  if (a === null || a === undefined) return String(a);
-  if (typeof a === 'object') return (a as object).constructor?.name ?? 'object';
-  return typeof a;
-}
-
-/** Throws unless `arr` holds at least `end` elements (`end` = one past the last index touched). */
-function need(op: string, name: string, arr: Arr, end: number, shape: string): void {
-  if (arr.length < end) {
-    throw new ShapeError(op, `${name} has ${arr.length} elements but ${shape} needs ${end}`);
-  }
-}
+import { describe, dims, f32, i32, need } from './check.js';
+import { statsOps } from './validate-stats.js';
 
 function heads(op: string, nHeads: number, nKvHeads: number): void {
   if (nKvHeads === 0 || nHeads % nKvHeads !== 0) {
@@ -114,6 +85,7 @@ export function checkedBackend(inner: Backend): Backend {
     ...attentionOps(inner),
     ...softmaxOps(inner),
     ...pointwiseOps(inner),
+    ...statsOps(inner),
     stepProgram(p) {
       checkProgram(p); // once: every access of every step, at every position the program may run at
       const run = inner.stepProgram(p);

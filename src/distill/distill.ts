@@ -60,7 +60,7 @@ export async function distill(opts: DistillOptions): Promise<DistillResult> {
   const tp = modelParams(teacher);
   for (const p of tp.list) p.requiresGrad = false;
   const trainable = selectTrainable(student, sp, opts.train ?? 'all', opts.freezeEmbeddings ?? false);
-  const optimizer = new AdamW(trainable, { beta1: opts.beta1, beta2: opts.beta2, weightDecay: opts.weightDecay });
+  const optimizer = new AdamW(trainable, { beta1: opts.beta1, beta2: opts.beta2, weightDecay: opts.weightDecay, backend: student.backend });
   const fingerprint: Record<string, unknown> = {
     steps: r.steps, seqLen: r.seqLen, batch: r.batch, accum: r.accum, seed: r.seed, lr: r.lr, minLr: r.minLr, warmup: r.warmup, clip: r.clip,
     weightDecay: optimizer.weightDecay, beta1: optimizer.beta1, beta2: optimizer.beta2, loss: w, hiddenLayers, train: opts.train ?? 'all',

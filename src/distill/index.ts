@@ -10,7 +10,7 @@ export { gapClosed } from './finish.js';
 export { DEFAULT_LOSS, distillLoss, type LossWeights, type LossParts } from './loss.js';
 export { evaluateLoss, type EvalResult } from '../train/evaluate.js';
 export { selectTrainable, type TrainSelection } from '../train/select.js';
-export { AdamW, clipGradNorm, type AdamWOptions } from '../train/optim.js';
+export { AdamW, clipGradNorm, clipScale, gradNorm, type AdamWOptions } from '../train/optim.js';
 export { lrAt } from '../train/schedule.js';
 export { Rng32 } from '../train/rng.js';
 export { saveCheckpoint, loadCheckpoint, readCheckpointState, CHECKPOINT_FORMAT, type TrainState } from '../train/checkpoint.js';

@@ -11,7 +11,8 @@ import type { SlotCache } from './slot-cache.js';
 import type { RopeTables } from './rope.js';
 import type { LlamaParams } from './params.js';
 import type { BiasKey, DecoderOps, MatrixKey } from './decoder.js';
-import type { Run } from './attention-kinds.js';
+import type { LayerAttention, Run } from './attention-kinds.js';
+import { probsSlots } from './attention-kinds.js';
 import type { LayerKey } from './tensor-spec.js';
 import { linear, linearRuns, type LinearRun } from '../nn/layers.js';
 import { attention, gatherHeads, probsTimesV } from '../nn/attention.js';
@@ -41,8 +42,9 @@ export interface InferenceStep {
   probsLayers?: ReadonlySet<number>;
   /**
    * Reuse anchors' probability buffers across the chunks of one long step (fresh pages cost more than the arithmetic
-   * that fills them): anchor `l` uses buffer `slotOf.get(l)` (anchors alive at the same time never share one), each of
-   * at least `size` floats. The kernels write every element.
+   * that fills them): anchor `l` uses buffer `slotOf.get(l)` (anchors alive at the same time never share one), and
+   * the layers whose probabilities only go to `onAttentionProbs` (a hook that reads them during the call, as the
+   * analysis does) share buffer `hookSlot`; each of at least `size` floats. The kernels write every element.
    */
   probsPool?: ProbsPool;
 }
@@ -51,7 +53,14 @@ export interface InferenceStep {
 export interface ProbsPool {
   buffers: Float32Array[];
   slotOf: ReadonlyMap<number, number>;
+  hookSlot: number;
   size: number;
+}
+
+/** A pool for a model with these attention kinds: one buffer per group of anchors never alive together, one for hooks. */
+export function newProbsPool(kinds: readonly LayerAttention[], size: number): ProbsPool {
+  const { slotOf, count } = probsSlots(kinds);
+  return { buffers: [], slotOf, hookSlot: count, size };
 }
 
 export class InferenceOps implements DecoderOps<Float32Array> {
@@ -135,7 +144,7 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     const kv = cache ? cache.update(l, k, v, t) : { k, v, s: t, qPos0: 0, batchStride: undefined };
     const hook = this.wantsHook(l);
     const out = new Float32Array(this.n * H * D); // (B, T, H, D)
-    const probs = keepProbs || hook ? this.probsBuffer(l, batch * H * t * kv.s) : undefined; // (B, H, T, S)
+    const probs = keepProbs || hook ? this.probsBuffer(l, keepProbs, batch * H * t * kv.s) : undefined; // (B, H, T, S)
     attention(this.m.backend, {
       q, k: kv.k as Float32Array, v: kv.v, out, probs, batch, tq: t, s: kv.s, nHeads: H, nKvHeads: Hkv, headDim: D,
       qPos0: kv.qPos0, scale: 1 / Math.sqrt(D), kvBatchStride: kv.batchStride,
@@ -144,9 +153,9 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     return { out, probs: keepProbs && probs ? probs : null };
   }
 
-  private probsBuffer(l: number, need: number): Float32Array {
+  private probsBuffer(l: number, kept: boolean, need: number): Float32Array {
     const pool = this.st.probsPool;
-    const slot = pool?.slotOf.get(l);
+    const slot = kept ? pool?.slotOf.get(l) : pool?.hookSlot;
     if (!pool || slot === undefined) return new Float32Array(need);
     let buf = pool.buffers[slot];
     if (!buf || buf.length < need) pool.buffers[slot] = buf = new Float32Array(Math.max(need, pool.size));

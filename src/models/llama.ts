@@ -25,9 +25,9 @@ import { linear } from '../nn/layers.js';
 import type { StoredTensor } from '../tensor/tensor.js';
 import { ShapeError } from '../errors.js';
 import { runDecoder } from './decoder.js';
-import { InferenceOps, type AttentionProbsHook, type ProbsPool } from './inference-ops.js';
+import { InferenceOps, newProbsPool, type AttentionProbsHook, type ProbsPool } from './inference-ops.js';
 import { compileDecodeStep, type DecodeStep } from './program-ops.js';
-import { echoLayers, probsSlots, type LayerAttention } from './attention-kinds.js';
+import { echoLayers, type LayerAttention } from './attention-kinds.js';
 import { parameterCount, paramsFromWeights, type LlamaParams, type WeightMode } from './params.js';
 import type { SharingPlan } from './sharing-plan.js';
 import type { HeadMap } from './head-map.js';
@@ -58,7 +58,7 @@ export interface ForwardOptions {
    * Default {@link PREFILL_CHUNK}; 0 = one piece. (Not with hooks or `from`, which want the whole step.)
    */
   chunk?: number;
-  /** @internal Anchors' probability buffers shared by the chunks of one long step. */
+  /** @internal Probability buffers reused across calls (the chunks of one long step, the analysis' passes); see `InferenceStep`. */
   probsPool?: ProbsPool;
 }
 
@@ -212,7 +212,7 @@ export class LlamaModel {
     const out = lastOnly ? null : new Float32Array(batch * t * V); // (B, T, V)
     let last: Float32Array = new Float32Array(0);
     // One buffer per group of anchors that are never alive together, sized for the last (widest) chunk, reused by every chunk.
-    const probsPool: ProbsPool = { buffers: [], slotOf: probsSlots(this.config.attention).slotOf, size: batch * this.config.numHeads * chunk * (opts.cache!.length + t) };
+    const probsPool = newProbsPool(this.config.attention, batch * this.config.numHeads * chunk * (opts.cache!.length + t));
     for (let t0 = 0; t0 < t; t0 += chunk) {
       const tc = Math.min(chunk, t - t0);
       const part = new Int32Array(batch * tc); // (B, tc)

@@ -261,7 +261,7 @@ export async function postShare(original: LlamaModel, tokenizer: Tokenizer, opts
   };
   const V = model.config.vocabSize;
   const run = await train({
-    backend: model.backend, params: params.list, trainable: params.list, optimizer: new AdamW(params.list, { weightDecay: opts.weightDecay ?? 0 }),
+    backend: model.backend, params: params.list, trainable: params.list, optimizer: new AdamW(params.list, { weightDecay: opts.weightDecay ?? 0, backend: model.backend }),
     data: ds, steps: opts.steps, batch: r.batch, seqLen: r.seqLen, clip: r.clip, seed: r.seed,
     schedule: (step) => lrAt(step, opts.steps, r.lr, r.minLr, r.warmup),
     checkpoint: opts.checkpoint ? { file: opts.checkpoint, every: r.every, fingerprint } : undefined,

@@ -21,7 +21,7 @@
 import type { Backend } from '../backend/backend.js';
 import { Tape, type Param, type Var } from '../autograd/tape.js';
 import { CheckpointStateError } from '../errors.js';
-import { clipGradNorm, type AdamW } from './optim.js';
+import { clipScale, gradNorm as gradNormOf, type AdamW } from './optim.js';
 import { CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
 import type { TokenDataset } from './data.js';
 import { EpochBatches, type Batch } from './batches.js';
@@ -125,9 +125,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const t1 = performance.now();
       const step = state.step + 1;
       const { loss, parts } = runStep(o, batches, accum);
-      const gradNorm = clipGradNorm(o.trainable, o.clip ?? 1);
+      const gradNorm = gradNormOf(o.trainable, o.backend);
       const lr = o.schedule(step);
-      o.optimizer.step(lr);
+      o.optimizer.step(lr, clipScale(gradNorm, o.clip ?? 1)); // clipping folded into the update
       o.optimizer.zeroGrad();
       const ms = performance.now() - t1;
       Object.assign(state, { step, adamT: o.optimizer.t, tokens: state.tokens + tokensPerStep, trainMs: state.trainMs + ms });

@@ -6,9 +6,10 @@
  *   gradient `(q − p) / (T·R)` (the caller multiplies by `T²` to keep gradient scale independent of `T`);
  * - {@link mse}: mean squared error against a constant target;
  * - {@link weightedSum}: `Σ w_i · L_i`.
- * Sums are accumulated in float64.
+ * Sums are accumulated in float64; the per-row losses and their gradients are backend kernels (`crossEntropy`,
+ * `klDivergence`).
  */
-import { accumulate, defineOp, defineVarOp, Var } from '../tape.js';
+import { accumulate, commitGrad, defineOp, defineVarOp, gradTarget, Var } from '../tape.js';
 
 export type CrossEntropyArgs = {
   logits: Var; // (rows, cols)
@@ -51,38 +52,27 @@ export type KlDivArgs = {
   cols: number;
   temperature: number;
 };
-type KlSaved = KlDivArgs & { y: Var; ls: Float32Array; lt: Float32Array };
+type KlSaved = KlDivArgs & { y: Var };
 
+/** Per-row KL on the backend (`klDivergence`); the backward runs the kernel again with the gradient (nothing saved). */
 export const klDiv = defineOp<KlDivArgs, Var, KlSaved>({
   name: 'klDiv',
   forward(be, a) {
     const n = a.rows * a.cols;
     if (a.teacher.length !== n) throw new Error(`klDiv: teacher logits have ${a.teacher.length} elements, expected ${n}`);
-    const inv = 1 / a.temperature;
-    const ls = new Float32Array(n);
-    const lt = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      ls[i] = a.student.data[i] * inv;
-      lt[i] = a.teacher[i] * inv;
-    }
-    be.logSoftmax(ls, ls, a.rows, a.cols);
-    be.logSoftmax(lt, lt, a.rows, a.cols);
+    const losses = new Float32Array(a.rows);
+    be.klDivergence(a.student.data, a.teacher, losses, a.rows, a.cols, a.temperature);
     let sum = 0;
-    for (let i = 0; i < n; i++) {
-      const p = Math.exp(lt[i]);
-      if (p > 0) sum += p * (lt[i] - ls[i]);
-    }
-    const y = new Var(Float32Array.of(sum / a.rows));
-    return { out: y, saved: { ...a, y, ls, lt } };
+    for (let r = 0; r < a.rows; r++) sum += losses[r];
+    const y = new Var(Float32Array.of(a.rows ? sum / a.rows : 0));
+    return { out: y, saved: { ...a, y } };
   },
   backward(be, s) {
     const dy = s.y.grad;
-    if (!dy || !s.student.requiresGrad) return;
-    const n = s.rows * s.cols;
-    const k = dy[0] / (s.temperature * s.rows);
-    const g = new Float32Array(n);
-    for (let i = 0; i < n; i++) g[i] = k * (Math.exp(s.ls[i]) - Math.exp(s.lt[i]));
-    accumulate(be, s.student, g, true);
+    if (!dy || !s.student.requiresGrad || s.rows === 0) return;
+    const g = gradTarget(s.student);
+    be.klDivergence(s.student.data, s.teacher, new Float32Array(s.rows), s.rows, s.cols, s.temperature, g.buf, dy[0] / (s.temperature * s.rows));
+    commitGrad(be, s.student, g);
   },
 });
 
