@@ -1,6 +1,7 @@
 /** Small helpers shared by the benchmarks. */
 import fs from 'node:fs';
 import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
+import os from 'node:os';
 
 /** Peak resident memory of this process in GiB: VmHWM (getrusage's maxrss is inherited from the parent across exec). */
 export function peakRssGiB(): number {
@@ -39,7 +40,19 @@ export function fmtSpread(xs: readonly number[], d = 1, unit = ''): string {
   return `${median.toFixed(d)}${unit} (${min.toFixed(d)}–${max.toFixed(d)}${unit})`;
 }
 
-/** CPU model as /proc/cpuinfo names it. */
+/** Median and range of positive values, e.g. per-round speed ratios: `0.83× (0.75–0.91)`. */
+export function medianRange(values: readonly number[], digits = 2, unit = '×'): string {
+  const { median, min, max } = spread(values);
+  return `${median.toFixed(digits)}${unit} (${min.toFixed(digits)}–${max.toFixed(digits)})`;
+}
+
+/** The CPU model as Linux reports it (`/proc/cpuinfo` "model name"), else Node's. */
 export function cpuModel(): string {
-  return /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    // not Linux
+  }
+  return os.cpus()[0]?.model ?? 'unknown CPU';
 }
