@@ -1,5 +1,6 @@
 /** Small helpers shared by the benchmarks. */
 import fs from 'node:fs';
+import type { NativeBackend } from '../src/backend/native.js';
 import { makePlan, type SharingPlan } from '../src/models/sharing-plan.js';
 import os from 'node:os';
 
@@ -55,4 +56,27 @@ export function cpuModel(): string {
     // not Linux
   }
   return os.cpus()[0]?.model ?? 'unknown CPU';
+}
+
+/**
+ * The memory streaming rate of decode-shaped work: GB/s of f16 weights read by matmulHalf over 8 different
+ * TinyLlama FFN-sized matrices (2048 × 5632, 22 MiB each, 176 MiB in all: far past the caches), one pass over all of
+ * them timed, best of `passes` (bench:gemm's decode measurement, as one step of a model reads its matrices in turn).
+ * Returns a function that measures again (to take it in every round of a bench).
+ */
+export function streamingRate(be: NativeBackend, passes = 3): () => number {
+  const n = 5632, k = 2048, count = 8;
+  const ws = Array.from({ length: count }, (_, i) => new Uint16Array(n * k).fill(0x3c00 + i));
+  const x = new Float32Array(k).fill(0.5), out = new Float32Array(n);
+  const pass = () => {
+    const t0 = performance.now();
+    for (const w of ws) be.matmulHalf(x, w, 'f16', out, 1, n, k);
+    return performance.now() - t0;
+  };
+  pass(); // first touch
+  return () => {
+    let best = Infinity;
+    for (let r = 0; r < passes; r++) best = Math.min(best, pass());
+    return (count * n * k * 2) / (best / 1000) / 1e9;
+  };
 }

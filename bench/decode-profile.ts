@@ -1,7 +1,8 @@
 /**
  * `npm run bench:decode-profile` — where one decode step's time goes: the compiled step program (`LlamaModel.decodeStep`)
  * timed instruction by instruction, summed per kind of work over all layers and per layer, with the GB/s each weight
- * product streams, beside the memory streaming rate of the same run (f16 weights through matmulHalf, 512 MiB).
+ * product streams, beside the memory streaming rate of the same run (bench/common.ts streamingRate: f16 weights of 8
+ * FFN-sized matrices through matmulHalf, as bench:gemm's decode measurement).
  * Default model: TinyLlama-1.1B's shape with random F16 weights kept as stored (`--layers N` to shrink); `--model M`
  * profiles any checkpoint instead. Options: `--threads N`, `--ctx N` (positions before the profiled steps, default
  * 512), `--steps N` (default 16).
@@ -11,7 +12,7 @@ import { loadNativeBackend } from '../src/backend/native.js';
 import { loadModel } from '../src/models/load.js';
 import { LlamaModel } from '../src/models/llama.js';
 import { randomLlamaWeights, tinyLlamaConfig } from '../src/models/random.js';
-import { cpuModel, tokens } from './common.js';
+import { cpuModel, streamingRate, tokens } from './common.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,22 +32,6 @@ function build(): { model: LlamaModel; name: string } {
   return { model: LlamaModel.fromWeights(cfg, randomLlamaWeights(cfg, { seed: 5, dtype: 'f16' }), be, 'as-stored'), name: `TinyLlama-1.1B shape, ${cfg.numLayers} layers, random F16` };
 }
 
-/** GB/s of f16 weights through matmulHalf on this many threads: 512 MiB, best of 5. */
-function streamingRate(): number {
-  const nb = loadNativeBackend();
-  if (!nb) return NaN;
-  const k = 2048, n = 131072;
-  const w = new Uint16Array(n * k).fill(0x3c00);
-  const x = new Float32Array(k).fill(0.5), out = new Float32Array(n);
-  let best = Infinity;
-  for (let r = 0; r < 6; r++) {
-    const t0 = performance.now();
-    nb.matmulHalf(x, w, 'f16', out, 1, n, k);
-    if (r > 0) best = Math.min(best, performance.now() - t0);
-  }
-  return w.byteLength / (best / 1000) / 1e9;
-}
-
 /** Bytes of the weight each `layer L key` label multiplies by (0 for the rest). */
 function weightBytes(model: LlamaModel): Map<string, number> {
   const bytes = new Map<string, number>();
@@ -59,7 +44,8 @@ function weightBytes(model: LlamaModel): Map<string, number> {
 }
 
 const { model, name } = build();
-const gbps = streamingRate();
+const nb = loadNativeBackend();
+const gbps = nb ? streamingRate(nb, 5)() : NaN;
 const cache = model.newCache(1, ctx + steps + 1);
 const V = model.config.vocabSize;
 model.forward(tokens(ctx, V, 3), { cache, lastOnly: true, chunk: 512 });

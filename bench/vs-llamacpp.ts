@@ -8,7 +8,8 @@
  *    its shared student (9 of 22 layers): prefill tok/s @512 and decode tok/s of the last N positions before 512 and
  *    2048 context, in --rounds alternating rounds (default 5; each runtime takes each position in the order in turn);
  *    every cell is the median (min–max) over rounds and every ratio the median (min–max) of per-round ratios. Each
- *    decode round also measures the memory streaming rate (f16 weights through matmulHalf, 512 MiB) and from it that
+ *    decode round also measures the memory streaming rate (f16 weights of 8 FFN-sized matrices, 176 MiB, through
+ *    matmulHalf: bench:gemm's decode measurement) and from it that
  *    round's ceiling for each runtime: (weights + the KV cache it attends over) / rate.
  * 4. Cross-checks correctness: next-token log-probabilities of both runtimes on the same tokens, on stories260K and on
  *    the random TinyLlama-shaped model, both exported as F32 GGUF (max abs difference and perplexity of each).
@@ -159,7 +160,7 @@ function speed(files: { hfDir: string; ggufF16: string }): void {
     const r = parseResult<DuelResult>(`speed child (${th} threads)`, child);
     const [lc, et, es] = r.runtimes;
     const ceiling = (c: number, name: string) => r.gbps[c].map((g) => (g * 1e9) / r.bytes[c][name]); // tok/s per round
-    console.log(`\n${th} thread(s); memory streaming rate measured in each decode round (f16 weights through matmulHalf, 512 MiB): ` +
+    console.log(`\n${th} thread(s); memory streaming rate measured in each decode round (f16 weights of 8 FFN-sized matrices through matmulHalf): ` +
       DECODE_CTX.map((c) => `@${c} ${fmtSpread(r.gbps[c])} GB/s`).join(', '));
     console.log(`| runtime | prefill tok/s @${PREFILL_T} | ${DECODE_CTX.map((c) => `decode tok/s @${c} (ceiling)`).join(' | ')} |`);
     console.log(`|---|---:|${DECODE_CTX.map(() => '---:').join('|')}|`);

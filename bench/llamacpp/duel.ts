@@ -4,7 +4,8 @@
  * sees the same machine (a noisy neighbour slows all three alike). Prints one `RESULT {json}` line:
  *   prefill[runtime]: tok/s @T per round (fresh prefill each round)
  *   decode[ctx][runtime]: tok/s of a window of `steps` tokens ending at ctx, per round (the window is rewound after)
- *   gbps[ctx]: the memory streaming rate (GB/s of f16 weights through matmulHalf) measured in each decode round, and
+ *   gbps[ctx]: the memory streaming rate (bench/common.ts streamingRate: f16 weights of 8 FFN-sized matrices through
+ *   matmulHalf) measured in each decode round, and
  *   bytes[ctx][runtime]: what one decode step must read (weights + the KV it attends over); a round's ceiling is
  *   its rate / those bytes, so a noisy phase lowers the ceiling and the runtimes of that round alike.
  * Usage: node --import tsx bench/llamacpp/duel.ts <gguf> <hfDir> <threads> <T> <ctxs,comma> <steps> <rounds>
@@ -17,7 +18,7 @@ import { loadNativeBackend } from '../../src/backend/native.js';
 import { loadModel } from '../../src/models/load.js';
 import type { LlamaModel } from '../../src/models/llama.js';
 import { buildStudent } from '../../src/sharing/student.js';
-import { benchPlan, tokens } from '../common.js';
+import { benchPlan, streamingRate, tokens } from '../common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [gguf, hfDir, threadsS, TS, ctxsS, stepsS, roundsS] = process.argv.slice(2);
@@ -99,25 +100,6 @@ async function llamaSide(echoBytes: (s: number) => number): Promise<Side> {
   };
 }
 
-/** GB/s of f16 weights streamed through matmulHalf: 512 MiB, far past the caches, best of 3 passes. */
-function streamingRate(): () => number {
-  const be = loadNativeBackend()!;
-  be.setThreads(threads);
-  const k = 2048, n = 131072;
-  const w = new Uint16Array(n * k).fill(0x3c00);
-  const x = new Float32Array(k).fill(0.5), out = new Float32Array(n);
-  be.matmulHalf(x, w, 'f16', out, 1, n, k); // first touch
-  return () => {
-    let best = Infinity;
-    for (let r = 0; r < 3; r++) {
-      const t0 = performance.now();
-      be.matmulHalf(x, w, 'f16', out, 1, n, k);
-      best = Math.min(best, performance.now() - t0);
-    }
-    return w.byteLength / (best / 1000) / 1e9;
-  };
-}
-
 const pause = () => new Promise((r) => setTimeout(r, 50)); // let the other runtime's spinning threads go idle
 
 async function main(): Promise<void> {
@@ -130,7 +112,9 @@ async function main(): Promise<void> {
   const headBytes = head instanceof Float32Array ? head.byteLength : head.bits.byteLength;
   const sides = [await llamaSide((s) => echo.bytesPerStep(s) - headBytes), echo, echoSide(`echoatt student ${student.sharedLayers().length}/${teacher.config.numLayers} F16`, student)];
   const V = teacher.config.vocabSize;
-  const rate = streamingRate();
+  const nb = loadNativeBackend()!;
+  nb.setThreads(threads);
+  const rate = streamingRate(nb);
   const res = {
     runtimes: sides.map((s) => s.name),
     prefill: Object.fromEntries(sides.map((s) => [s.name, [] as number[]])),
