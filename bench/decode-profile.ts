@@ -35,11 +35,10 @@ function build(): { model: LlamaModel; name: string } {
 /** Bytes of the weight each `layer L key` label multiplies by (0 for the rest). */
 function weightBytes(model: LlamaModel): Map<string, number> {
   const bytes = new Map<string, number>();
-  const size = (w: unknown) => (w instanceof Float32Array ? w.byteLength : w && typeof w === 'object' && 'bits' in w ? (w.bits as Uint16Array).byteLength : 0);
   model.params.layers.forEach((layer, l) => {
-    for (const key of ['wq', 'wk', 'wv', 'wo', 'wGate', 'wUp', 'wDown'] as const) bytes.set(`layer ${l} ${key}`, size(layer[key]));
+    for (const key of ['wq', 'wk', 'wv', 'wo', 'wGate', 'wUp', 'wDown'] as const) bytes.set(`layer ${l} ${key}`, layer[key]?.byteLength ?? 0);
   });
-  bytes.set('head', size(model.params.lmHead));
+  bytes.set('head', model.params.lmHead.byteLength);
   return bytes;
 }
 

@@ -39,11 +39,11 @@ interface Side {
 function echoSide(name: string, model: LlamaModel): Side {
   let cache = model.newCache(1, 1);
   const c = model.config;
-  let weightBytes = model.params.lmHead instanceof Float32Array ? model.params.lmHead.byteLength : model.params.lmHead.bits.byteLength;
+  let weightBytes = model.params.lmHead.byteLength;
   for (const layer of model.params.layers) {
     for (const key of ['wq', 'wk', 'wv', 'wo', 'wGate', 'wUp', 'wDown'] as const) {
       const w = layer[key];
-      if (w) weightBytes += w instanceof Float32Array ? w.byteLength : w.bits.byteLength;
+      if (w) weightBytes += w.byteLength;
     }
   }
   const kvRow = c.numKvHeads * c.headDim * 4;
@@ -108,8 +108,7 @@ async function main(): Promise<void> {
   const teacher = loadModel(hfDir, { backend: be, weights: 'as-stored' }).model;
   const student = buildStudent(teacher, benchPlan(teacher.config.numLayers));
   const echo = echoSide('echoatt F16', teacher);
-  const head = teacher.params.lmHead;
-  const headBytes = head instanceof Float32Array ? head.byteLength : head.bits.byteLength;
+  const headBytes = teacher.params.lmHead.byteLength;
   const sides = [await llamaSide((s) => echo.bytesPerStep(s) - headBytes), echo, echoSide(`echoatt student ${student.sharedLayers().length}/${teacher.config.numLayers} F16`, student)];
   const V = teacher.config.vocabSize;
   const nb = loadNativeBackend()!;

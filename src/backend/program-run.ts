@@ -8,6 +8,7 @@
 import type { Backend } from './backend.js';
 import { decodeProgram, type Decoded, type ProgramArray, type Ref, type StepProgram, type StepRunner } from './program.js';
 import { ShapeError } from '../errors.js';
+import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 
 type Kind = 'f32' | 'u16' | 'i32';
 const KIND_OF = (a: ProgramArray): Kind => (a instanceof Float32Array ? 'f32' : a instanceof Uint16Array ? 'u16' : 'i32');
@@ -150,7 +151,7 @@ function step(
       const t = p.arrays[r('table').array];
       const out = view(r('out'), dim);
       if (t instanceof Float32Array) be.embedding(t, Int32Array.of(token), out, p.vocab, dim);
-      else widenRow(t as Uint16Array, token * dim, dim, n('dtype') === 2, out);
+      else (n('dtype') === 2 ? bf16ToF32 : f16ToF32)((t as Uint16Array).subarray(token * dim, (token + 1) * dim), out);
       return;
     }
     case 'rmsnorm':
@@ -216,23 +217,4 @@ function attendStep(be: Backend, p: StepProgram, d: Decoded, view: (r: Ref, n: n
     probs = g;
   }
   be.probsTimesV({ ...shape, probs, v: kv('v'), out: view(r('out'), H * D) });
-}
-
-/** One embedding row of a half-precision table, widened exactly (as `weightRowsF32`). */
-function widenRow(bits: Uint16Array, start: number, dim: number, bf16: boolean, out: Float32Array): void {
-  if (bf16) {
-    const u = new Uint32Array(out.buffer, out.byteOffset, dim);
-    for (let i = 0; i < dim; i++) u[i] = bits[start + i] << 16;
-    return;
-  }
-  for (let i = 0; i < dim; i++) out[i] = f16(bits[start + i]);
-}
-
-function f16(h: number): number {
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  const sign = h & 0x8000 ? -1 : 1;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 31) return m ? NaN : sign * Infinity;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
