@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "addon.h"
 #include "gather.h"
 #include "kernels.h"
 #include "program.h"
@@ -20,118 +21,6 @@
 
 namespace echoatt {
 namespace {
-
-constexpr size_t kMaxArgs = 24;
-
-// One JS call's arguments. Accessors record the first failure (and throw it into JS); the caller checks ok()
-// once after reading everything.
-class Args {
- public:
-  Args(napi_env env, napi_callback_info info, size_t expected) : env_(env), argc_(kMaxArgs) {
-    if (napi_get_cb_info(env, info, &argc_, argv_, nullptr, nullptr) != napi_ok) fail("bad call");
-    else if (argc_ < expected) fail("expected " + std::to_string(expected) + " arguments, got " + std::to_string(argc_));
-  }
-
-  bool ok() const { return ok_; }
-
-  float* f32(size_t i) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", nullptr, false)); }
-  float* f32_or_null(size_t i) { return static_cast<float*>(typed(i, napi_float32_array, "Float32Array", nullptr, true)); }
-  double* f64(size_t i) { return static_cast<double*>(typed(i, napi_float64_array, "Float64Array", nullptr, false)); }
-  double* f64_or_null(size_t i) {
-    return static_cast<double*>(typed(i, napi_float64_array, "Float64Array", nullptr, true));
-  }
-  // A JS array of Float32Arrays, as pointers (each array's length checked by the TypeScript validator).
-  std::vector<const float*> f32_list(size_t i) {
-    std::vector<const float*> out;
-    bool is_array = false;
-    uint32_t n = 0;
-    if (!ok_) return out;
-    if (napi_is_array(env_, argv_[i], &is_array) != napi_ok || !is_array || napi_get_array_length(env_, argv_[i], &n) != napi_ok) {
-      fail("argument " + std::to_string(i) + " must be an array of Float32Arrays");
-      return out;
-    }
-    for (uint32_t j = 0; j < n && ok_; ++j) {
-      napi_value el;
-      bool is_ta = false;
-      napi_typedarray_type type;
-      size_t length = 0;
-      void* data = nullptr;
-      if (napi_get_element(env_, argv_[i], j, &el) != napi_ok || napi_is_typedarray(env_, el, &is_ta) != napi_ok || !is_ta ||
-          napi_get_typedarray_info(env_, el, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
-        fail("argument " + std::to_string(i) + " must be an array of Float32Arrays");
-        return out;
-      }
-      out.push_back(static_cast<const float*>(data));
-    }
-    return out;
-  }
-  const uint16_t* u16(size_t i) {
-    return static_cast<const uint16_t*>(typed(i, napi_uint16_array, "Uint16Array", nullptr, false));
-  }
-  const int32_t* i32(size_t i, int64_t* len) {
-    return static_cast<const int32_t*>(typed(i, napi_int32_array, "Int32Array", len, false));
-  }
-
-  int64_t i64(size_t i) { return (int64_t)num(i); }
-  float f(size_t i) { return (float)num(i); }
-  double num(size_t i) {
-    double v = 0;
-    if (ok_ && napi_get_value_double(env_, argv_[i], &v) != napi_ok) fail("argument " + std::to_string(i) + " must be a number");
-    return v;
-  }
-  bool flag(size_t i) {
-    bool v = false;
-    if (ok_ && napi_get_value_bool(env_, argv_[i], &v) != napi_ok) fail("argument " + std::to_string(i) + " must be a boolean");
-    return v;
-  }
-  bool is_nullish(size_t i) {
-    napi_valuetype t;
-    return napi_typeof(env_, argv_[i], &t) == napi_ok && (t == napi_null || t == napi_undefined);
-  }
-
-  void fail(const std::string& msg, const char* code = nullptr) {
-    if (!ok_) return;
-    ok_ = false;
-    if (code) napi_throw_error(env_, code, msg.c_str());
-    else napi_throw_type_error(env_, nullptr, msg.c_str());
-  }
-
- private:
-  // napi_get_typedarray_info's data pointer already includes the view's byteOffset, so subarrays work as is.
-  void* typed(size_t i, napi_typedarray_type want, const char* name, int64_t* len, bool nullable) {
-    if (!ok_) return nullptr;
-    if (nullable && is_nullish(i)) return nullptr;
-    bool is_ta = false;
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* data = nullptr;
-    if (napi_is_typedarray(env_, argv_[i], &is_ta) != napi_ok || !is_ta ||
-        napi_get_typedarray_info(env_, argv_[i], &type, &length, &data, nullptr, nullptr) != napi_ok || type != want) {
-      fail("argument " + std::to_string(i) + " must be a " + name);
-      return nullptr;
-    }
-    if (len) *len = (int64_t)length;
-    // An empty typed array may have a null data pointer; kernels never dereference it for zero sizes.
-    return data;
-  }
-
-  napi_env env_;
-  size_t argc_;
-  napi_value argv_[kMaxArgs];
-  bool ok_ = true;
-};
-
-napi_value undefined(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
-
-// Every kernel entry reads its arguments and runs with denormals flushed (see FlushDenormals in threadpool.h).
-#define ECHOATT_ARGS(n)          \
-  FlushDenormals flush_guard_;   \
-  Args A(env, info, n);          \
-  if (!A.ok()) return nullptr
 
 napi_value Gemm(napi_env env, napi_callback_info info) {
   ECHOATT_ARGS(20);
@@ -318,52 +207,6 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-napi_value SiluMul(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(4);
-  const float* gate = A.f32(0);
-  const float* up = A.f32(1);
-  float* out = A.f32(2);
-  const int64_t n = A.i64(3);
-  if (!A.ok()) return nullptr;
-  kernels().silu_mul(gate, up, out, n);
-  return undefined(env);
-}
-
-napi_value SiluMulBackward(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(6);
-  const float* gate = A.f32(0);
-  const float* up = A.f32(1);
-  const float* dout = A.f32(2);
-  float* dgate = A.f32(3);
-  float* dup = A.f32(4);
-  const int64_t n = A.i64(5);
-  if (!A.ok()) return nullptr;
-  kernels().silu_mul_backward(gate, up, dout, dgate, dup, n);
-  return undefined(env);
-}
-
-template <void (*const Kernels::*Op)(const float*, const float*, float*, int64_t)>
-napi_value Binary(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(4);
-  const float* a = A.f32(0);
-  const float* b = A.f32(1);
-  float* out = A.f32(2);
-  const int64_t n = A.i64(3);
-  if (!A.ok()) return nullptr;
-  (kernels().*Op)(a, b, out, n);
-  return undefined(env);
-}
-
-napi_value Axpy(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(4);
-  const float alpha = A.f(0);
-  const float* x = A.f32(1);
-  float* y = A.f32(2);
-  const int64_t n = A.i64(3);
-  if (!A.ok()) return nullptr;
-  kernels().axpy(alpha, x, y, n);
-  return undefined(env);
-}
 
 napi_value PackProbs(napi_env env, napi_callback_info info) {
   ECHOATT_ARGS(5);
@@ -523,8 +366,8 @@ NAPI_MODULE_INIT() {
       {"crossEntropy", nullptr, CrossEntropy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"siluMul", nullptr, SiluMul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"siluMulBackward", nullptr, SiluMulBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"add", nullptr, Binary<&Kernels::add>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"mul", nullptr, Binary<&Kernels::mul>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"mul", nullptr, Mul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"axpy", nullptr, Axpy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"packProbs", nullptr, PackProbs, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"compareProbs", nullptr, CompareProbs, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -3,6 +3,7 @@
 
 #include "attention_body.h"
 #include "optim_body.h"
+#include "pointwise_body.h"
 #include "stats_body.h"
 
 namespace echoatt {
