@@ -64,28 +64,28 @@ napi_value MatmulHalf(napi_env env, napi_callback_info info) {
 }
 
 napi_value Rmsnorm(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(6);
+  ECHOATT_ARGS(7);
   const float* x = A.f32(0);
   const float* w = A.f32(1);
   float* out = A.f32(2);
   const int64_t rows = A.i64(3), dim = A.i64(4);
-  const float eps = A.f(5);
+  const float eps = A.f(5), w_offset = A.f(6);
   if (!A.ok()) return nullptr;
-  kernels().rmsnorm(x, w, out, rows, dim, eps);
+  kernels().rmsnorm(x, w, out, rows, dim, eps, w_offset);
   return undefined(env);
 }
 
 napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(8);
+  ECHOATT_ARGS(9);
   const float* x = A.f32(0);
   const float* w = A.f32(1);
   const float* dy = A.f32(2);
   float* dx = A.f32(3);
   float* dw = A.f32(4);
   const int64_t rows = A.i64(5), dim = A.i64(6);
-  const float eps = A.f(7);
+  const float eps = A.f(7), w_offset = A.f(8);
   if (!A.ok()) return nullptr;
-  kernels().rmsnorm_backward(x, w, dy, dx, dw, rows, dim, eps);
+  kernels().rmsnorm_backward(x, w, dy, dx, dw, rows, dim, eps, w_offset);
   return undefined(env);
 }
 
@@ -104,11 +104,12 @@ napi_value Rope(napi_env env, napi_callback_info info) {
 }
 
 napi_value Attention(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(14);
+  ECHOATT_ARGS(15);
   AttentionArgs p;
   p.q = A.f32(0), p.k = A.f32(1), p.v = A.f32(2), p.out = A.f32(3), p.probs = A.f32_or_null(4);
   p.batch = A.i64(5), p.tq = A.i64(6), p.s = A.i64(7), p.n_heads = A.i64(8), p.n_kv_heads = A.i64(9);
   p.head_dim = A.i64(10), p.q_pos0 = A.i64(11), p.scale = A.f(12), p.kv_batch_stride = A.i64(13);
+  p.window = A.i64(14);
   if (!A.ok()) return nullptr;
   kernels().attention(p);
   return undefined(env);
@@ -366,6 +367,9 @@ NAPI_MODULE_INIT() {
       {"crossEntropy", nullptr, CrossEntropy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"siluMul", nullptr, SiluMul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"siluMulBackward", nullptr, SiluMulBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"geluTanhMul", nullptr, GeluTanhMul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"geluTanhMulBackward", nullptr, GeluTanhMulBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"scale", nullptr, Scale, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"mul", nullptr, Mul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"axpy", nullptr, Axpy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -127,6 +127,9 @@ inline napi_value undefined(napi_env env) {
 // Elementwise entries (addon_elementwise.cc).
 napi_value SiluMul(napi_env env, napi_callback_info info);
 napi_value SiluMulBackward(napi_env env, napi_callback_info info);
+napi_value GeluTanhMul(napi_env env, napi_callback_info info);
+napi_value GeluTanhMulBackward(napi_env env, napi_callback_info info);
+napi_value Scale(napi_env env, napi_callback_info info);
 napi_value Add(napi_env env, napi_callback_info info);
 napi_value Mul(napi_env env, napi_callback_info info);
 napi_value Axpy(napi_env env, napi_callback_info info);

@@ -146,11 +146,57 @@ static inline void pv_heads(float* const* p, float* const* o, int64_t nh, int64_
   }
 }
 
-// Forward. Per query row and head: scores into a row buffer (the caller's probs row when requested, else scratch
-// of S floats per head of the unit, never a (Tq, S) matrix), softmax in place, then out = Σ_j p_j · v_j.
-static void attention(const AttentionArgs& a) {
+// Keys visible to query row t: [*j0, *j1), causal (clipped to S) and, with a sliding window W, from p − W + 1 on.
+static inline void visible_keys(const AttentionArgs& a, int64_t t, int64_t* j0, int64_t* j1) {
+  *j1 = min64(a.q_pos0 + t + 1, a.s);
+  *j0 = a.window > 0 ? min64(max64(0, a.q_pos0 + t + 1 - a.window), max64(*j1, 0)) : 0;
+}
+
+// One query row t of batch entry b for the nh heads h0.. of one KV group: scores into a row buffer (the caller's
+// probs row when requested, else `scratch` of S floats per head), softmax in place, then out = Σ_j p_j · v_j. Only
+// the visible keys are read; the probabilities of the others are written as 0.
+static inline void attention_row(const AttentionArgs& a, const HeadMap& hm, int64_t b, int64_t h0, int64_t nh,
+                                 int64_t t, float* scratch) {
   const int64_t H = a.n_heads, D = a.head_dim, S = a.s, Tq = a.tq;
-  const HeadMap hm{H / a.n_kv_heads, a.n_kv_heads * D, a.kv_batch_stride};
+  int64_t j0, j1;
+  visible_keys(a, t, &j0, &j1);
+  const int64_t n_keys = j1 - j0;
+  const int64_t kh = h0 / hm.group;
+  const float* kb = a.k + b * hm.kv_batch + kh * D + j0 * hm.kv_row;
+  const float* vb = a.v + b * hm.kv_batch + kh * D + j0 * hm.kv_row;
+  float* p[kMaxHeadsPerUnit];
+  float* o[kMaxHeadsPerUnit];
+  for (int64_t i = 0; i < nh; ++i) {
+    o[i] = a.out + ((b * Tq + t) * H + h0 + i) * D;
+    p[i] = a.probs ? a.probs + ((b * H + h0 + i) * Tq + t) * S : scratch + i * S;
+    zero_row(o[i], D);
+    if (a.probs) {
+      zero_row(p[i], j0);
+      zero_row(p[i] + max64(j1, 0), S - max64(j1, 0));
+    }
+    p[i] += j0;
+  }
+  if (n_keys <= 0) return;
+  if (D < 32) {  // narrow heads: no key blocks (see pv_heads)
+    for (int64_t i = 0; i < nh; ++i) scores_row(a.q + ((b * Tq + t) * H + h0 + i) * D, kb, hm.kv_row, D, n_keys, a.scale, p[i]);
+  } else for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyBlock) {
+    const int64_t nb = min64(kKeyBlock, n_keys - k0);
+    prefetch_rows(kb + (k0 + kKeyBlock) * hm.kv_row, hm.kv_row, D, min64(kKeyBlock, n_keys - k0 - kKeyBlock));
+    for (int64_t i = 0; i < nh; ++i) {
+      scores_row(a.q + ((b * Tq + t) * H + h0 + i) * D, kb + k0 * hm.kv_row, hm.kv_row, D, nb, a.scale, p[i] + k0);
+    }
+  }
+  for (int64_t i = 0; i < nh; ++i) {
+    const float sum = exp_shift_sum(p[i], p[i], n_keys, row_max(p[i], n_keys));
+    scale_row(1.f / sum, p[i], n_keys);
+  }
+  pv_heads(p, o, nh, n_keys, vb, hm.kv_row, D);
+}
+
+// Forward: work units (see UnitMap) of query rows, each row by attention_row; never a (Tq, S) matrix.
+static void attention(const AttentionArgs& a) {
+  const int64_t D = a.head_dim, S = a.s, Tq = a.tq;
+  const HeadMap hm{a.n_heads / a.n_kv_heads, a.n_kv_heads * D, a.kv_batch_stride};
   const UnitMap um = unit_map(a.batch, Tq, a.n_kv_heads, hm.group);
   const int64_t units = a.batch * a.n_kv_heads * um.subgroups * um.qblocks;
   const int64_t work_per_unit = kQueryBlock * um.heads_per_unit * max64(S, 1) * max64(D, 1);
@@ -162,39 +208,11 @@ static void attention(const AttentionArgs& a) {
         thread_local std::vector<float> scratch_buf;
         const size_t need = a.probs ? 0 : (size_t)(um.heads_per_unit * max64(S, 1));
         if (scratch_buf.size() < need) scratch_buf.resize(need);
-        float* scratch = scratch_buf.data();
-        float* p[kMaxHeadsPerUnit];
-        float* o[kMaxHeadsPerUnit];
         for (int64_t u = u0; u < u1; ++u) {
           int64_t b, h0, nh, qb;
           um.decode(u, hm.group, a.n_kv_heads, &b, &h0, &nh, &qb);
-          const int64_t kh = h0 / hm.group;
-          const float* kb = a.k + b * hm.kv_batch + kh * D;
-          const float* vb = a.v + b * hm.kv_batch + kh * D;
           for (int64_t t = qb * kQueryBlock; t < min64(Tq, (qb + 1) * kQueryBlock); ++t) {
-            const int64_t n_keys = min64(a.q_pos0 + t + 1, S);  // keys [0, n_keys) are visible
-            for (int64_t i = 0; i < nh; ++i) {
-              o[i] = a.out + ((b * Tq + t) * H + h0 + i) * D;
-              p[i] = a.probs ? a.probs + ((b * H + h0 + i) * Tq + t) * S : scratch + i * S;
-              zero_row(o[i], D);
-              if (a.probs) zero_row(p[i] + max64(n_keys, 0), S - max64(n_keys, 0));
-            }
-            if (n_keys <= 0) continue;
-            if (D < 32) {  // narrow heads: no key blocks (see pv_heads)
-              for (int64_t i = 0; i < nh; ++i) scores_row(a.q + ((b * Tq + t) * H + h0 + i) * D, kb, hm.kv_row, D, n_keys, a.scale, p[i]);
-            } else for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyBlock) {
-              const int64_t nb = min64(kKeyBlock, n_keys - j0);
-              prefetch_rows(kb + (j0 + kKeyBlock) * hm.kv_row, hm.kv_row, D, min64(kKeyBlock, n_keys - j0 - kKeyBlock));
-              for (int64_t i = 0; i < nh; ++i) {
-                scores_row(a.q + ((b * Tq + t) * H + h0 + i) * D, kb + j0 * hm.kv_row, hm.kv_row, D, nb, a.scale,
-                           p[i] + j0);
-              }
-            }
-            for (int64_t i = 0; i < nh; ++i) {
-              const float sum = exp_shift_sum(p[i], p[i], n_keys, row_max(p[i], n_keys));
-              scale_row(1.f / sum, p[i], n_keys);
-            }
-            pv_heads(p, o, nh, n_keys, vb, hm.kv_row, D);
+            attention_row(a, hm, b, h0, nh, t, scratch_buf.data());
           }
         }
       },

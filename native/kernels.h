@@ -33,6 +33,7 @@ struct AttentionArgs {
   float* probs;  // may be null
   int64_t batch, tq, s, n_heads, n_kv_heads, head_dim, q_pos0, kv_batch_stride;
   float scale;
+  int64_t window = 0;  // sliding window (0: none): query position p sees keys max(0, p − window + 1) ..= p
 };
 
 struct ProbsTimesVArgs {
@@ -126,9 +127,10 @@ struct Kernels {
   // Packs one NR-column SGEMM panel of B = Wᵀ from half bits, widening: dst[p·NR + c] = W[c, p] (W rows at stride
   // ldw) for p < kc, c < cols; columns c ≥ cols are zero.
   void (*pack_b_half)(const uint16_t* w, int64_t ldw, bool bf16, int64_t kc, int cols, float* dst);
-  void (*rmsnorm)(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps);
+  // Scales w + w_offset (w itself, bit for bit, when w_offset is 0).
+  void (*rmsnorm)(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps, float w_offset);
   void (*rmsnorm_backward)(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
-                           int64_t dim, float eps);
+                           int64_t dim, float eps, float w_offset);
   void (*rope)(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t* pos, const float* cos,
                const float* sin, bool half_style, bool inverse);
   void (*softmax)(const float* x, float* out, int64_t rows, int64_t cols, bool causal, int64_t causal_offset);
@@ -140,6 +142,10 @@ struct Kernels {
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   void (*silu_mul_backward)(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
                             int64_t n);
+  void (*gelu_tanh_mul)(const float* gate, const float* up, float* out, int64_t n);
+  void (*gelu_tanh_mul_backward)(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                                 int64_t n);
+  void (*scale)(const float* x, float alpha, float* out, int64_t n);
   void (*add)(const float* a, const float* b, float* out, int64_t n);
   void (*mul)(const float* a, const float* b, float* out, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);

@@ -20,10 +20,11 @@ namespace {
 
 // Opcodes: the order of OPS in src/backend/program.ts.
 enum Op : int32_t {
-  kEmbed, kRmsnorm, kMatvec, kMatmulHalf, kGemvAdd, kAdd, kRope, kStore, kAttend, kProbsV, kSiluMul, kZero, kNumOps
+  kEmbed, kRmsnorm, kMatvec, kMatmulHalf, kGemvAdd, kAdd, kRope, kStore, kAttend, kProbsV, kSiluMul, kZero, kGeluMul,
+  kScale, kNumOps
 };
 // Operand words per opcode (a ref is two: array, offset).
-constexpr int kWords[kNumOps] = {6, 8, 9, 9, 11, 7, 9, 5, 15, 14, 7, 3};
+constexpr int kWords[kNumOps] = {6, 10, 9, 9, 11, 7, 9, 5, 16, 14, 7, 3, 7, 6};
 
 struct Program {
   // Wall time per instruction, accumulated over runs while profiling (programProfile turns it on and reads it).
@@ -107,8 +108,9 @@ class Runner {
       case kRmsnorm: {
         const float *x = ref(), *w = ref();
         float* out = ref();
-        const int64_t dim = num();
-        K.rmsnorm(x, w, out, 1, dim, (float)cst());
+        const int64_t rows = num(), dim = num();
+        const float eps = (float)cst(), w_offset = (float)cst();
+        K.rmsnorm(x, w, out, rows, dim, eps, w_offset);
         return;
       }
       case kMatvec: {
@@ -138,11 +140,19 @@ class Runner {
         return;
       }
       case kAdd:
-      case kSiluMul: {
+      case kSiluMul:
+      case kGeluMul: {
         const float *a = ref(), *b = ref();
         float* out = ref();
         const int64_t n = num();
-        (op == kAdd ? K.add : K.silu_mul)(a, b, out, n);
+        (op == kAdd ? K.add : op == kSiluMul ? K.silu_mul : K.gelu_tanh_mul)(a, b, out, n);
+        return;
+      }
+      case kScale: {
+        const float* x = ref();
+        float* out = ref();
+        const int64_t n = num();
+        K.scale(x, (float)cst(), out, n);
         return;
       }
       case kRope: {
@@ -166,7 +176,7 @@ class Runner {
         a.q = ref(), a.k = ref(), a.v = ref(), a.out = ref(), a.probs = ref();
         a.n_heads = num(), a.n_kv_heads = num(), a.head_dim = num();
         a.scale = (float)cst();
-        a.kv_batch_stride = num();
+        a.kv_batch_stride = num(), a.window = num();
         a.batch = 1, a.tq = 1, a.s = pos_ + 1, a.q_pos0 = pos_;
         K.attention(a);
         return;

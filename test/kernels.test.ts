@@ -75,6 +75,20 @@ describe('reference oracle: hand-computed values', () => {
     assertClose(s, [2 / (1 + Math.exp(-1))], 'siluMul');
   });
 
+  test('rmsnorm with a weight offset, geluTanhMul, scale', () => {
+    const y = new Float32Array(4);
+    ref.rmsnorm(Float32Array.of(3, 4, 1, 1), Float32Array.of(0, 1), y, 2, 2, 0, 1); // two rows, scales 1 + w
+    const r = Math.sqrt(12.5);
+    assertClose(y, [3 / r, 8 / r, 1, 2], 'rmsnorm wOffset');
+    const g = new Float32Array(3);
+    ref.geluTanhMul(Float32Array.of(1, 0, -3), Float32Array.of(2, 5, 1), g, 3);
+    // 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) at g = 1 and −3, in float64 (PyTorch's float32: 0.8411920, −0.0036374)
+    assertClose(g, [2 * 0.8411919906082768, 0, -0.0036373920817729943], 'geluTanhMul', 1e-6, 1e-9);
+    const x = Float32Array.of(1, -2);
+    ref.scale(x, 0.1, x, 2);
+    assert.deepEqual([...x], [Math.fround(0.1), Math.fround(-0.2)]);
+  });
+
   test('rope rotates pairs by pos·freq in both conventions', () => {
     const { cos, sin } = ropeTables(4, 4);
     // interleaved: pairs (0,1), (2,3); half: pairs (0,2), (1,3)
@@ -328,7 +342,39 @@ for (const name of availableBackends()) {
         be.rmsnormBackward(x, w, dy, dxG, dwG, rows, dim, 1e-5);
         assertClose(dxG, dxE, `rmsnormBackward dx dim=${dim}`, 1e-4, 1e-5);
         assertClose(dwG, dwE, `rmsnormBackward dw dim=${dim}`, 1e-4, 1e-5);
+        // Gemma's 1 + w scales, and per-head norms (many rows of a head's width)
+        const heads = 16;
+        const xh = randn(heads * dim, dim + 2);
+        const eh = new Float32Array(xh.length);
+        ref.rmsnorm(xh, w, eh, heads, dim, 1e-6, 1);
+        const gh = xh.slice();
+        be.rmsnorm(gh, w, gh, heads, dim, 1e-6, 1);
+        assertClose(gh, eh, `rmsnorm wOffset=1 dim=${dim}`);
+        const dyh = randn(xh.length, 5);
+        const [dxhE, dwhE] = [new Float32Array(xh.length), randn(dim, 6)];
+        const [dxhG, dwhG] = [new Float32Array(xh.length), dwhE.slice()];
+        ref.rmsnormBackward(xh, w, dyh, dxhE, dwhE, heads, dim, 1e-6, 1);
+        be.rmsnormBackward(xh, w, dyh, dxhG, dwhG, heads, dim, 1e-6, 1);
+        assertClose(dxhG, dxhE, `rmsnormBackward wOffset=1 dx dim=${dim}`, 1e-4, 1e-5);
+        assertClose(dwhG, dwhE, `rmsnormBackward wOffset=1 dw dim=${dim}`, 1e-4, 1e-5);
       }
+    });
+
+    test('rmsnorm: wOffset 0 gives the bits of a call without it', () => {
+      const [rows, dim] = [5, 67];
+      const x = randn(rows * dim, 1);
+      const w = randn(dim, 2);
+      w[3] = -0;
+      const [a, b] = [new Float32Array(x.length), new Float32Array(x.length)];
+      be.rmsnorm(x, w, a, rows, dim, 1e-5);
+      be.rmsnorm(x, w, b, rows, dim, 1e-5, 0);
+      assert.deepEqual(new Uint32Array(b.buffer), new Uint32Array(a.buffer));
+      const dy = randn(x.length, 3);
+      const [dxa, dwa, dxb, dwb] = [x.length, dim, x.length, dim].map((n) => new Float32Array(n));
+      be.rmsnormBackward(x, w, dy, dxa, dwa, rows, dim, 1e-5);
+      be.rmsnormBackward(x, w, dy, dxb, dwb, rows, dim, 1e-5, 0);
+      assert.deepEqual(new Uint32Array(dxb.buffer), new Uint32Array(dxa.buffer));
+      assert.deepEqual(new Uint32Array(dwb.buffer), new Uint32Array(dwa.buffer));
     });
 
     test('rope: both conventions, forward and inverse', () => {
@@ -456,6 +502,31 @@ for (const name of availableBackends()) {
         be.crossEntropy(dG, targets, lossG, rows, cols, dG, 0.25); // dlogits aliasing logits
         assertClose(lossG, lossE, `crossEntropy loss cols=${cols}`, 1e-5, 1e-5);
         assertClose(dG, dE, `crossEntropy grad cols=${cols}`, 1e-5, 1e-6);
+      }
+    });
+
+    test('elementwise: geluTanhMul (+backward, in place), scale (in place)', () => {
+      for (const n of [...SIZES, 1000]) {
+        const a = randn(n, n, -8, 8);
+        const b = randn(n, n + 1);
+        const e = new Float32Array(n);
+        ref.geluTanhMul(a, b, e, n);
+        const g = a.slice();
+        be.geluTanhMul(g, b, g, n);
+        assertClose(g, e, `geluTanhMul n=${n}`, 1e-5, 1e-6);
+        const g2 = b.slice();
+        be.geluTanhMul(a, g2, g2, n);
+        assertClose(g2, e, `geluTanhMul out = up n=${n}`, 1e-5, 1e-6);
+        const dout = randn(n, 3);
+        const [dgE, duE, dgG, duG] = [0, 0, 0, 0].map(() => new Float32Array(n));
+        ref.geluTanhMulBackward(a, b, dout, dgE, duE, n);
+        be.geluTanhMulBackward(a, b, dout, dgG, duG, n);
+        assertClose(dgG, dgE, `geluTanhMulBackward dgate n=${n}`, 1e-5, 1e-6);
+        assertClose(duG, duE, `geluTanhMulBackward dup n=${n}`, 1e-5, 1e-6);
+        ref.scale(a, Math.sqrt(2048), e, n);
+        const s = a.slice();
+        be.scale(s, Math.sqrt(2048), s, n);
+        assert.deepEqual([...s], [...e], `scale n=${n}: float32 products, the same bits`);
       }
     });
 
@@ -613,6 +684,11 @@ for (const name of availableBackends()) {
       be.siluMul(Float32Array.of(NaN, 1), Float32Array.of(1, Infinity), s, 2);
       assert.ok(Number.isNaN(s[0]));
       assert.equal(s[1], Infinity);
+      const gl = new Float32Array(4);
+      be.geluTanhMul(Float32Array.of(NaN, Infinity, -Infinity, -1e4), Float32Array.of(1, 1, 1, 1), gl, 4);
+      assert.ok(Number.isNaN(gl[0]) && Number.isNaN(gl[2]), 'gelu(NaN) and gelu(−Inf) · 1 are NaN, as 0.5·g·(1 + tanh) is');
+      assert.equal(gl[1], Infinity);
+      assert.ok(gl[3] === 0, 'gelu(−1e4) underflows to (−)0');
       const q = Float32Array.of(NaN, 0);
       const kv = Float32Array.of(1, 1, 2, 2);
       const out = new Float32Array(2);
@@ -631,6 +707,13 @@ for (const name of availableBackends()) {
       assert.throws(() => be.attention({ q: f, k: f, v: f, out: f, batch: 1, tq: 1, s: 1, nHeads: 3, nKvHeads: 2, headDim: 4, qPos0: 0, scale: 1 }), /multiple of nKvHeads/);
       assert.throws(() => be.rope(f, 1, 1, 4, Int32Array.of(9), f, f, 'half'), (e: unknown) => e instanceof ShapeError && /position 9/.test(e.message));
       assert.throws(() => be.gemm({ m: -1, n: 2, k: 2, a: f, b: f, c: f }), ShapeError);
+      assert.throws(() => be.rmsnorm(f, f, f, 2, 2, 1e-5, NaN), (e: unknown) => e instanceof ShapeError && /wOffset/.test(e.message));
+      assert.throws(() => be.geluTanhMul(f, f, new Float32Array(3), 4), (e: unknown) => e instanceof ShapeError && /geluTanhMul/.test(e.message));
+      assert.throws(() => be.geluTanhMulBackward(f, f, f, f, new Float32Array(3), 4), (e: unknown) => e instanceof ShapeError && /dup/.test(e.message));
+      assert.throws(() => be.scale(f, 2, new Float32Array(3), 4), (e: unknown) => e instanceof ShapeError && /scale/.test(e.message));
+      for (const window of [-1, 1.5]) {
+        assert.throws(() => be.attention({ q: f, k: f, v: f, out: f, batch: 1, tq: 1, s: 1, nHeads: 1, nKvHeads: 1, headDim: 4, qPos0: 0, scale: 1, window }), /window must be a non-negative integer/);
+      }
     });
   });
 }
@@ -681,6 +764,40 @@ describe('reference backward kernels match finite differences', () => {
     const fwd = (gg: Float32Array, uu: Float32Array) => {
       const y = new Float32Array(n);
       ref.siluMul(gg, uu, y, n);
+      return y;
+    };
+    assertClose(dg, fd((gg) => fwd(gg, u), g, r), 'dgate', 1e-2, 2e-3);
+    assertClose(du, fd((uu) => fwd(g, uu), u, r), 'dup', 1e-2, 2e-3);
+  });
+
+  test('rmsnorm with a weight offset', () => {
+    const [rows, dim] = [3, 4];
+    const x = randn(rows * dim, 1);
+    const w = randn(dim, 2, -0.5, 0.5);
+    const r = randn(rows * dim, 3);
+    const dx = new Float32Array(x.length);
+    const dw = new Float32Array(dim);
+    ref.rmsnormBackward(x, w, r, dx, dw, rows, dim, 1e-6, 1);
+    const fwd = (xx: Float32Array, ww: Float32Array) => {
+      const y = new Float32Array(rows * dim);
+      ref.rmsnorm(xx, ww, y, rows, dim, 1e-6, 1);
+      return y;
+    };
+    assertClose(dx, fd((xx) => fwd(xx, w), x, r), 'dx', 1e-2, 2e-3);
+    assertClose(dw, fd((ww) => fwd(x, ww), w, r), 'dw', 1e-2, 2e-3);
+  });
+
+  test('geluTanhMul', () => {
+    const n = 8;
+    const g = randn(n, 1, -4, 4);
+    const u = randn(n, 2);
+    const r = randn(n, 3);
+    const dg = new Float32Array(n);
+    const du = new Float32Array(n);
+    ref.geluTanhMulBackward(g, u, r, dg, du, n);
+    const fwd = (gg: Float32Array, uu: Float32Array) => {
+      const y = new Float32Array(n);
+      ref.geluTanhMul(gg, uu, y, n);
       return y;
     };
     assertClose(dg, fd((gg) => fwd(gg, u), g, r), 'dgate', 1e-2, 2e-3);

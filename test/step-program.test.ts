@@ -16,9 +16,10 @@ import { makeHeadMap } from '../src/models/head-map.js';
 import { withHeadMap, withPlan } from '../src/models/surgery.js';
 import { availableBackends, getBackend } from '../src/backend/index.js';
 import { loadNativeBackend } from '../src/backend/native.js';
-import { OPS, ProgramBuilder } from '../src/backend/program.js';
+import { NONE, OPS, ProgramBuilder } from '../src/backend/program.js';
+import type { Backend } from '../src/backend/backend.js';
 import { ShapeError } from '../src/errors.js';
-import { sharedDir } from './helpers.js';
+import { assertClose, randn, sharedDir } from './helpers.js';
 
 const STORIES = path.join(sharedDir, 'models/stories260K/stories260K.bin');
 
@@ -117,6 +118,79 @@ test('step program: checks made when a program is built name the instruction tha
   const d = new ProgramBuilder();
   d.emit('zero', d.ref(new Int32Array(4)), 4);
   assert.throws(() => be.stepProgram(d.finish({ maxPos: 4, vocab: 10 })), /out must be f32, got i32/);
+});
+
+/**
+ * A toy decoder over the Qwen3 / Gemma 3 instructions (per-head rmsnorm with a weight offset, scale, sliding-window
+ * attend, geluMul) as a program, and the same calls made one by one: the attention output of every step.
+ */
+function toyDecoder(be: Backend, program: boolean): Float32Array[] {
+  const [H, Hkv, D, maxPos, vocab] = [4, 2, 8, 12, 10];
+  const [dim, kvRow, window, eps] = [H * D, Hkv * D, 3, 1e-6];
+  const table = randn(vocab * dim, 1);
+  const wq = randn(D, 2);
+  const [kc, vc] = [new Float32Array(maxPos * kvRow), new Float32Array(maxPos * kvRow)];
+  const tokens = [1, 7, 3, 3, 9, 0, 2, 5, 8, 4, 6, 1];
+  const outs: Float32Array[] = [];
+  if (program) {
+    const b = new ProgramBuilder();
+    const [x, q, k, v, att, probs] = [dim, dim, kvRow, kvRow, dim, H * maxPos].map((n) => b.scratch(n));
+    b.emit('embed', b.ref(table), 0, x, dim);
+    b.emit('rmsnorm', x, b.ref(wq), q, H, D, eps, 1);
+    b.emit('scale', x, k, kvRow, 0.5);
+    b.emit('store', k, b.ref(kc), kvRow);
+    b.emit('scale', { array: x.array, offset: x.offset + kvRow }, v, kvRow, Math.SQRT1_2);
+    b.emit('store', v, b.ref(vc), kvRow);
+    b.emit('attend', q, b.ref(kc), b.ref(vc), att, probs, H, Hkv, D, 1 / Math.sqrt(D), maxPos * kvRow, window);
+    b.emit('geluMul', att, x, att, dim);
+    const p = b.finish({ maxPos, vocab });
+    const run = be.stepProgram(p);
+    const arena = p.arrays[att.array] as Float32Array;
+    tokens.forEach((tok, pos) => {
+      run(tok, pos);
+      outs.push(arena.slice(att.offset, att.offset + dim));
+    });
+    return outs;
+  }
+  const [x, q, k, v, att, probs] = [dim, dim, kvRow, kvRow, dim, H * maxPos].map((n) => new Float32Array(n));
+  tokens.forEach((tok, pos) => {
+    be.embedding(table, Int32Array.of(tok), x, vocab, dim);
+    be.rmsnorm(x, wq, q, H, D, eps, 1);
+    be.scale(x.subarray(0, kvRow), 0.5, k, kvRow);
+    kc.set(k, pos * kvRow);
+    be.scale(x.subarray(kvRow, 2 * kvRow), Math.SQRT1_2, v, kvRow);
+    vc.set(v, pos * kvRow);
+    const shape = { batch: 1, tq: 1, s: pos + 1, nHeads: H, nKvHeads: Hkv, headDim: D, kvBatchStride: maxPos * kvRow };
+    be.attention({ ...shape, q, k: kc, v: vc, out: att, probs: probs.subarray(0, H * (pos + 1)), qPos0: pos, scale: 1 / Math.sqrt(D), window });
+    be.geluTanhMul(att, x, att, dim);
+    outs.push(att.slice());
+  });
+  return outs;
+}
+
+for (const name of availableBackends()) {
+  test(`step program (${name}): per-head rmsnorm with an offset, scale, sliding-window attend, geluMul as the calls one by one`, () => {
+    const be = getBackend(name);
+    assertSameBits(toyDecoder(be, true), toyDecoder(be, false), `${name} toy decoder`);
+    const e = toyDecoder(getBackend('reference'), false);
+    toyDecoder(be, true).forEach((o, i) => assertClose(o, e[i], `${name} against the reference, step ${i}`, 1e-4, 1e-5));
+  });
+}
+
+test('step program: bounds of the new instructions (rmsnorm over rows · dim, scale, geluMul, attend window)', () => {
+  const be = getBackend();
+  const bad = (emit: (b: ProgramBuilder) => void, re: RegExp) => {
+    const b = new ProgramBuilder();
+    emit(b);
+    assert.throws(() => be.stepProgram(b.finish({ maxPos: 4, vocab: 10 })), re);
+  };
+  const f = new Float32Array(32);
+  bad((b) => b.emit('rmsnorm', b.ref(f), b.ref(f, 24), b.ref(f), 5, 8, 1e-6, 0), /instruction 0 \(rmsnorm\): x needs 40 elements/);
+  bad((b) => b.emit('rmsnorm', b.ref(f), b.ref(f, 28), b.ref(f), 4, 8, 1e-6, 1), /rmsnorm\): w needs 8 elements from offset 28/);
+  bad((b) => b.emit('scale', b.ref(f), b.ref(f, 1), 32, 2), /instruction 0 \(scale\): out needs 32 elements from offset 1/);
+  bad((b) => b.emit('geluMul', b.ref(f), b.ref(f), b.ref(f, 8), 32), /\(geluMul\): out needs 32/);
+  const c = new Float32Array(4 * 8);
+  bad((b) => b.emit('attend', b.ref(f), b.ref(c), b.ref(c), b.ref(f), NONE, 4, 1, 8, 0.3, 32, -1), /window must be a non-negative integer/);
 });
 
 test('step program: the addon decodes each opcode with the operand count program.ts writes', { skip: !loadNativeBackend() }, () => {

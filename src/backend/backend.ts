@@ -52,17 +52,20 @@ export interface Backend {
   matmulHalf(x: Float32Array, w: Uint16Array, dtype: HalfDType, out: Float32Array, rows: number, n: number, k: number): void;
 
   /**
-   * RMSNorm over the last dimension: `out[r, j] = x[r, j] / sqrt(mean_j(x[r]²) + eps) · w[j]`.
-   * `x`, `out` are `(rows, dim)`, `w` is `(dim)`. `out` may alias `x`.
+   * RMSNorm over the last dimension: `out[r, j] = x[r, j] / sqrt(mean_j(x[r]²) + eps) · (w[j] + wOffset)`.
+   * `x`, `out` are `(rows, dim)`, `w` is `(dim)`. `out` may alias `x`. `wOffset` (default 0) is for checkpoints that
+   * store the scale as `1 + w` (Gemma: pass 1); per-head q/k norms (Qwen3, Gemma 3) are `rows = tokens · heads`,
+   * `dim = headDim`. With `wOffset = 0` the result is exactly that of a call without it.
    */
-  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, dim: number, eps: number): void;
+  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, dim: number, eps: number, wOffset?: number): void;
 
   /**
-   * Backward of {@link rmsnorm}. Writes `dx` `(rows, dim)` (overwritten) and ACCUMULATES into `dw` `(dim)`.
+   * Backward of {@link rmsnorm} (the same `wOffset`). Writes `dx` `(rows, dim)` (overwritten) and ACCUMULATES into
+   * `dw` `(dim)` (the gradient with respect to `w`, which the offset does not change).
    */
   rmsnormBackward(
     x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array,
-    rows: number, dim: number, eps: number,
+    rows: number, dim: number, eps: number, wOffset?: number,
   ): void;
 
   /**
@@ -79,9 +82,11 @@ export interface Backend {
 
   /**
    * Scaled-dot-product attention with a causal mask and grouped-query heads (see the layout note above).
-   * Query row `t` (absolute position `qPos0 + t`) attends to key rows `0 ..= qPos0 + t` (clipped to `s`).
+   * Query row `t` (absolute position `p = qPos0 + t`) attends to key rows `0 ..= p` (clipped to `s`); with a sliding
+   * `window` W > 0, to rows `max(0, p − W + 1) ..= p` only (a row left with no key has output 0).
    * Writes `out` `(B, Tq, H, D)`; if `probs` is given, also writes the post-softmax probabilities `(B, H, Tq, S)`
-   * (masked entries exactly 0). Fast backends must not materialise probabilities when `probs` is absent.
+   * (masked entries exactly 0). Fast backends must not materialise probabilities when `probs` is absent, and skip
+   * the keys outside a window rather than mask them. The backward works from `probs`, so it needs no window.
    */
   attention(p: AttentionParams): void;
 
@@ -132,6 +137,21 @@ export interface Backend {
 
   /** Backward of {@link siluMul}: overwrites `dgate` and `dup` (each `(n)`). */
   siluMulBackward(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
+
+  /**
+   * `out[i] = gelu_tanh(gate[i]) · up[i]` with `gelu_tanh(g) = 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))` (PyTorch's
+   * `gelu(approximate='tanh')`, Gemma's FFN). `out` may alias `gate` or `up`.
+   */
+  geluTanhMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+
+  /** Backward of {@link geluTanhMul}: overwrites `dgate` and `dup` (each `(n)`). */
+  geluTanhMulBackward(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
+
+  /**
+   * `out[i] = alpha · x[i]`; `out` may alias `x`. `alpha` is rounded to float32 first (every backend multiplies in
+   * float32, as Hugging Face's Gemma scales its embeddings by a float32 `√hidden`).
+   */
+  scale(x: Float32Array, alpha: number, out: Float32Array, n: number): void;
 
   /** `out[i] = a[i] + b[i]`; `out` may alias `a` or `b`. */
   add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
@@ -272,6 +292,8 @@ export interface AttentionParams extends AttentionShape {
   kvBatchStride?: number;
   /** Optional output `(B, H, Tq, S)`. */
   probs?: Float32Array;
+  /** Sliding window: query position `p` sees keys `max(0, p − window + 1) ..= p`. 0 or absent: no window. */
+  window?: number;
 }
 
 export interface ProbsTimesVParams extends AttentionShape {

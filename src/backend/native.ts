@@ -30,12 +30,12 @@ interface Addon {
   ): void;
   matvec(w: F32, x: F32, y: F32, n: number, k: number, wOff: number, accumulate: boolean): void;
   matmulHalf(x: F32, w: Uint16Array, bf16: boolean, out: F32, rows: number, n: number, k: number): void;
-  rmsnorm(x: F32, w: F32, out: F32, rows: number, dim: number, eps: number): void;
-  rmsnormBackward(x: F32, w: F32, dy: F32, dx: F32, dw: F32, rows: number, dim: number, eps: number): void;
+  rmsnorm(x: F32, w: F32, out: F32, rows: number, dim: number, eps: number, wOffset: number): void;
+  rmsnormBackward(x: F32, w: F32, dy: F32, dx: F32, dw: F32, rows: number, dim: number, eps: number, wOffset: number): void;
   rope(x: F32, nTok: number, nHeads: number, headDim: number, pos: I32, cos: F32, sin: F32, half: boolean, inverse: boolean): void;
   attention(
     q: F32, k: F32, v: F32, out: F32, probs: F32 | null, batch: number, tq: number, s: number, nHeads: number,
-    nKvHeads: number, headDim: number, qPos0: number, scale: number, kvBatchStride: number,
+    nKvHeads: number, headDim: number, qPos0: number, scale: number, kvBatchStride: number, window: number,
   ): void;
   probsTimesV(
     probs: F32, v: F32, out: F32, batch: number, tq: number, s: number, nHeads: number, nKvHeads: number,
@@ -58,6 +58,9 @@ interface Addon {
   ): void;
   siluMul(gate: F32, up: F32, out: F32, n: number): void;
   siluMulBackward(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void;
+  geluTanhMul(gate: F32, up: F32, out: F32, n: number): void;
+  geluTanhMulBackward(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void;
+  scale(x: F32, alpha: number, out: F32, n: number): void;
   add(a: F32, b: F32, out: F32, n: number): void;
   mul(a: F32, b: F32, out: F32, n: number): void;
   axpy(alpha: number, x: F32, y: F32, n: number): void;
@@ -135,12 +138,12 @@ export class NativeBackend implements Backend {
     this.#addon.matmulHalf(x, w, dtype === 'bf16', out, rows, n, k);
   }
 
-  rmsnorm(x: F32, w: F32, out: F32, rows: number, dim: number, eps: number): void {
-    this.#addon.rmsnorm(x, w, out, rows, dim, eps);
+  rmsnorm(x: F32, w: F32, out: F32, rows: number, dim: number, eps: number, wOffset = 0): void {
+    this.#addon.rmsnorm(x, w, out, rows, dim, eps, wOffset);
   }
 
-  rmsnormBackward(x: F32, w: F32, dy: F32, dx: F32, dw: F32, rows: number, dim: number, eps: number): void {
-    this.#addon.rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps);
+  rmsnormBackward(x: F32, w: F32, dy: F32, dx: F32, dw: F32, rows: number, dim: number, eps: number, wOffset = 0): void {
+    this.#addon.rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps, wOffset);
   }
 
   rope(x: F32, nTok: number, nHeads: number, headDim: number, pos: I32, cos: F32, sin: F32, style: RopeStyle, inverse = false): void {
@@ -150,7 +153,7 @@ export class NativeBackend implements Backend {
   attention(p: AttentionParams): void {
     this.#addon.attention(
       p.q, p.k, p.v, p.out, p.probs ?? null, p.batch, p.tq, p.s, p.nHeads, p.nKvHeads, p.headDim, p.qPos0, p.scale,
-      p.kvBatchStride ?? p.s * p.nKvHeads * p.headDim,
+      p.kvBatchStride ?? p.s * p.nKvHeads * p.headDim, p.window ?? 0,
     );
   }
 
@@ -198,6 +201,18 @@ export class NativeBackend implements Backend {
 
   siluMulBackward(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void {
     this.#addon.siluMulBackward(gate, up, dout, dgate, dup, n);
+  }
+
+  geluTanhMul(gate: F32, up: F32, out: F32, n: number): void {
+    this.#addon.geluTanhMul(gate, up, out, n);
+  }
+
+  geluTanhMulBackward(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void {
+    this.#addon.geluTanhMulBackward(gate, up, dout, dgate, dup, n);
+  }
+
+  scale(x: F32, alpha: number, out: F32, n: number): void {
+    this.#addon.scale(x, alpha, out, n);
   }
 
   add(a: F32, b: F32, out: F32, n: number): void {

@@ -49,7 +49,8 @@ function checkOne(
       need('out', 'f32', n('dim'));
       return;
     case 'rmsnorm':
-      for (const r of ['x', 'w', 'out']) need(r, 'f32', n('dim'));
+      for (const r of ['x', 'out']) need(r, 'f32', n('rows') * n('dim'));
+      need('w', 'f32', n('dim'));
       return;
     case 'matvec':
       need('w', 'f32', n('n') * n('k'));
@@ -69,7 +70,11 @@ function checkOne(
       return;
     case 'add':
     case 'siluMul':
+    case 'geluMul':
       for (const r of d.op === 'add' ? ['a', 'b', 'out'] : ['gate', 'up', 'out']) need(r, 'f32', n('n'));
+      return;
+    case 'scale':
+      for (const r of ['x', 'out']) need(r, 'f32', n('n'));
       return;
     case 'zero':
       need('out', 'f32', n('n'));
@@ -91,6 +96,7 @@ function checkOne(
       need('v', 'f32', S * Hkv * D);
       need('out', 'f32', H * D);
       if (d.op === 'attend') {
+        n('window');
         need('q', 'f32', H * D);
         need('k', 'f32', S * Hkv * D);
         need('probs', 'f32', H * S, true);
@@ -154,9 +160,11 @@ function step(
       else (n('dtype') === 2 ? bf16ToF32 : f16ToF32)((t as Uint16Array).subarray(token * dim, (token + 1) * dim), out);
       return;
     }
-    case 'rmsnorm':
-      be.rmsnorm(view(r('x'), n('dim')), view(r('w'), n('dim')), view(r('out'), n('dim')), 1, n('dim'), n('eps'));
+    case 'rmsnorm': {
+      const [rows, dim] = [n('rows'), n('dim')];
+      be.rmsnorm(view(r('x'), rows * dim), view(r('w'), dim), view(r('out'), rows * dim), rows, dim, n('eps'), n('wOffset'));
       return;
+    }
     case 'matvec':
       be.matvec(p.arrays[r('w').array] as Float32Array, view(r('x'), n('k')), view(r('y'), n('n')), n('n'), n('k'), r('w').offset, n('accumulate') !== 0);
       return;
@@ -175,6 +183,12 @@ function step(
       return;
     case 'siluMul':
       be.siluMul(view(r('gate'), n('n')), view(r('up'), n('n')), view(r('out'), n('n')), n('n'));
+      return;
+    case 'geluMul':
+      be.geluTanhMul(view(r('gate'), n('n')), view(r('up'), n('n')), view(r('out'), n('n')), n('n'));
+      return;
+    case 'scale':
+      be.scale(view(r('x'), n('n')), n('alpha'), view(r('out'), n('n')), n('n'));
       return;
     case 'zero':
       view(r('out'), n('n')).fill(0);
@@ -206,7 +220,7 @@ function attendStep(be: Backend, p: StepProgram, d: Decoded, view: (r: Ref, n: n
   const shape = { batch: 1, tq: 1, s, nHeads: H, nKvHeads: Hkv, headDim: D, kvBatchStride: kvStride };
   if (d.op === 'attend') {
     const probs = r('probs').array === -1 ? undefined : view(r('probs'), H * s);
-    be.attention({ ...shape, q: view(r('q'), H * D), k: kv('k'), v: kv('v'), out: view(r('out'), H * D), probs, qPos0: pos, scale: n('scale') });
+    be.attention({ ...shape, q: view(r('q'), H * D), k: kv('k'), v: kv('v'), out: view(r('out'), H * D), probs, qPos0: pos, scale: n('scale'), window: n('window') });
     return;
   }
   let probs = view(r('probs'), H * s);

@@ -37,8 +37,8 @@ export interface Ref {
 export const OPS = {
   /** out[0:dim] = row `token` of table (dtype 0 f32, 1 f16, 2 bf16: widened). */
   embed: ['r:table', 'dtype', 'r:out', 'dim'],
-  /** rmsnorm(x, w, out, 1, dim, eps). */
-  rmsnorm: ['r:x', 'r:w', 'r:out', 'dim', 'c:eps'],
+  /** rmsnorm(x, w, out, rows, dim, eps, wOffset): `rows` rows of `dim` (per-head q/k norms: rows = heads). */
+  rmsnorm: ['r:x', 'r:w', 'r:out', 'rows', 'dim', 'c:eps', 'c:wOffset'],
   /** matvec(w, x, y, n, k, wOff, accumulate). */
   matvec: ['r:w', 'r:x', 'r:y', 'n', 'k', 'accumulate'],
   /** matmulHalf(x, w, dtype (1 f16, 2 bf16), out, 1, n, k), W from its start. */
@@ -51,14 +51,21 @@ export const OPS = {
   rope: ['r:x', 'heads', 'headDim', 'half', 'r:cos', 'r:sin'],
   /** cache[pos·row : (pos+1)·row] = src[0:row]. */
   store: ['r:src', 'r:cache', 'row'],
-  /** attention over cache positions 0..pos (q_pos0 = pos, s = pos + 1); probs `(H, s)` when the ref is not none. */
-  attend: ['r:q', 'r:k', 'r:v', 'r:out', 'r:probs', 'heads', 'kvHeads', 'headDim', 'c:scale', 'kvStride'],
+  /**
+   * attention over cache positions 0..pos (q_pos0 = pos, s = pos + 1); probs `(H, s)` when the ref is not none;
+   * `window` > 0 a sliding window (0: none).
+   */
+  attend: ['r:q', 'r:k', 'r:v', 'r:out', 'r:probs', 'heads', 'kvHeads', 'headDim', 'c:scale', 'kvStride', 'window'],
   /** probsTimesV over s = pos + 1; with a head map, head h reads probability head map[h] (gathered into scratch). */
   probsV: ['r:probs', 'r:v', 'r:out', 'r:map', 'r:scratch', 'heads', 'kvHeads', 'headDim', 'kvStride'],
   /** siluMul(gate, up, out, n). */
   siluMul: ['r:gate', 'r:up', 'r:out', 'n'],
   /** out[0:n] = 0. */
   zero: ['r:out', 'n'],
+  /** geluTanhMul(gate, up, out, n). */
+  geluMul: ['r:gate', 'r:up', 'r:out', 'n'],
+  /** scale(x, alpha, out, n). */
+  scale: ['r:x', 'r:out', 'n', 'c:alpha'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type OpName = keyof typeof OPS;

@@ -21,6 +21,7 @@ import { interpretProgram } from './program-run.js';
 import { ShapeError } from '../errors.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 import { adamwRef, compareProbsRef, klDivergenceRef, packProbsRef, sumSquaresRef } from './reference-stats.js';
+import { geluTanhMulBackwardRef, geluTanhMulRef } from './reference-pointwise.js';
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference';
@@ -76,21 +77,24 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, dim: number, eps: number): void {
+  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, dim: number, eps: number, wOffset = 0): void {
+    const ws = offsetWeights(w, dim, wOffset);
     for (let r = 0; r < rows; r++) {
       const o = r * dim;
       let ss = 0;
       for (let j = 0; j < dim; j++) ss += x[o + j] * x[o + j];
       const inv = 1 / Math.sqrt(ss / dim + eps);
-      for (let j = 0; j < dim; j++) out[o + j] = x[o + j] * inv * w[j];
+      for (let j = 0; j < dim; j++) out[o + j] = x[o + j] * inv * ws[j];
     }
   }
 
   rmsnormBackward(
-    x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array,
-    rows: number, dim: number, eps: number,
+    x: Float32Array, wRaw: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array,
+    rows: number, dim: number, eps: number, wOffset = 0,
   ): void {
     // y_j = x_j·r·w_j with r = (mean(x²)+eps)^-1/2;  dx_j = r·w_j·dy_j − x_j·r³/dim · Σ_k dy_k·w_k·x_k
+    // (w_j standing for w_j + wOffset; ∂y/∂w does not depend on the offset)
+    const w = offsetWeights(wRaw, dim, wOffset);
     for (let row = 0; row < rows; row++) {
       const o = row * dim;
       let ss = 0;
@@ -134,10 +138,12 @@ export class ReferenceBackend implements Backend {
     const { q, k, v, out, s, nKvHeads, headDim: d, qPos0, scale } = p;
     const kvStride = p.kvBatchStride ?? s * nKvHeads * d;
     const scores = new Float64Array(s);
+    const window = p.window ?? 0;
     forEachQueryRow(p, ({ b, kh, t, qo, pRow }) => {
       const last = Math.min(qPos0 + t, s - 1);
+      const first = window > 0 ? Math.max(0, qPos0 + t - window + 1) : 0; // visible keys: first ..= last
       let max = -Infinity;
-      for (let j = 0; j <= last; j++) {
+      for (let j = first; j <= last; j++) {
         const ko = b * kvStride + (j * nKvHeads + kh) * d;
         let dot = 0;
         for (let e = 0; e < d; e++) dot += q[qo + e] * k[ko + e];
@@ -145,15 +151,15 @@ export class ReferenceBackend implements Backend {
         max = Math.max(max, scores[j]); // Math.max propagates NaN
       }
       let sum = 0;
-      for (let j = 0; j <= last; j++) {
+      for (let j = first; j <= last; j++) {
         scores[j] = Math.exp(scores[j] - max);
         sum += scores[j];
       }
       for (let e = 0; e < d; e++) out[qo + e] = 0;
       for (let j = 0; j < s; j++) {
-        const pj = j <= last ? scores[j] / sum : 0;
+        const pj = j >= first && j <= last ? scores[j] / sum : 0;
         if (p.probs) p.probs[pRow + j] = pj;
-        if (j > last) continue;
+        if (j < first || j > last) continue;
         const vo = b * kvStride + (j * nKvHeads + kh) * d;
         for (let e = 0; e < d; e++) out[qo + e] += pj * v[vo + e];
       }
@@ -288,6 +294,19 @@ export class ReferenceBackend implements Backend {
     }
   }
 
+  geluTanhMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void {
+    geluTanhMulRef(gate, up, out, n);
+  }
+
+  geluTanhMulBackward(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void {
+    geluTanhMulBackwardRef(gate, up, dout, dgate, dup, n);
+  }
+
+  scale(x: Float32Array, alpha: number, out: Float32Array, n: number): void {
+    const a = Math.fround(alpha);
+    for (let i = 0; i < n; i++) out[i] = a * x[i];
+  }
+
   add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
     for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
   }
@@ -338,6 +357,14 @@ export class ReferenceBackend implements Backend {
       for (let j = 0; j < dim; j++) dTable[id * dim + j] += dOut[t * dim + j];
     }
   }
+}
+
+/** `w` itself when `offset` is 0 (so results are those of a call without an offset, bit for bit), else `w + offset`. */
+function offsetWeights(w: Float32Array, dim: number, offset: number): ArrayLike<number> {
+  if (offset === 0) return w;
+  const out = new Float64Array(dim);
+  for (let j = 0; j < dim; j++) out[j] = w[j] + offset;
+  return out;
 }
 
 function logSumExp(x: Float32Array, o: number, n: number): number {

@@ -17,7 +17,7 @@ import { gemmLayout } from './backend.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
 import { checkProgram, checkStep } from './program-run.js';
-import { describe, dims, f32, i32, need } from './check.js';
+import { describe, dims, f32, finite, i32, need } from './check.js';
 import { statsOps } from './validate-stats.js';
 
 function heads(op: string, nHeads: number, nKvHeads: number): void {
@@ -85,6 +85,7 @@ export function checkedBackend(inner: Backend): Backend {
     ...attentionOps(inner),
     ...softmaxOps(inner),
     ...pointwiseOps(inner),
+    ...activationOps(inner),
     ...statsOps(inner),
     stepProgram(p) {
       checkProgram(p); // once: every access of every step, at every position the program may run at
@@ -124,23 +125,25 @@ function linearOps(inner: Backend): Pick<Backend, 'gemm' | 'matvec' | 'matmulHal
       need(op, 'out', f32(op, 'out', out), rows * n, shape);
       inner.matmulHalf(x, w, dtype, out, rows, n, k);
     },
-    rmsnorm(x, w, out, rows, dim, eps) {
+    rmsnorm(x, w, out, rows, dim, eps, wOffset = 0) {
       const op = 'rmsnorm';
       dims(op, { rows, dim });
+      finite(op, 'wOffset', wOffset);
       const shape = `(${rows}, ${dim})`;
       need(op, 'x', f32(op, 'x', x), rows * dim, shape);
       need(op, 'w', f32(op, 'w', w), dim, shape);
       need(op, 'out', f32(op, 'out', out), rows * dim, shape);
-      inner.rmsnorm(x, w, out, rows, dim, eps);
+      inner.rmsnorm(x, w, out, rows, dim, eps, wOffset);
     },
-    rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps) {
+    rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps, wOffset = 0) {
       const op = 'rmsnormBackward';
       dims(op, { rows, dim });
+      finite(op, 'wOffset', wOffset);
       const shape = `(${rows}, ${dim})`;
       for (const [nm, a] of [['x', x], ['dy', dy], ['dx', dx]] as const) need(op, nm, f32(op, nm, a), rows * dim, shape);
       need(op, 'w', f32(op, 'w', w), dim, shape);
       need(op, 'dw', f32(op, 'dw', dw), dim, shape);
-      inner.rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps);
+      inner.rmsnormBackward(x, w, dy, dx, dw, rows, dim, eps, wOffset);
     },
     rope(x, nTok, nHeads, headDim, pos, cos, sin, style: RopeStyle, inverse = false) {
       const op = 'rope';
@@ -172,7 +175,7 @@ function attentionOps(inner: Backend): Pick<Backend, 'attention' | 'probsTimesV'
       const shape = checkAttentionShape(op, p);
       const { batch, tq, s, nHeads, nKvHeads, headDim } = p;
       const kvStride = p.kvBatchStride ?? s * nKvHeads * headDim;
-      dims(op, { qPos0: p.qPos0, kvBatchStride: kvStride });
+      dims(op, { qPos0: p.qPos0, kvBatchStride: kvStride, window: p.window ?? 0 });
       if (kvStride < s * nKvHeads * headDim) throw new ShapeError(op, `kvBatchStride ${kvStride} < S·Hkv·D (${shape})`);
       const qn = batch * tq * nHeads * headDim;
       need(op, 'q', f32(op, 'q', p.q), qn, shape);
@@ -273,6 +276,32 @@ function pointwiseOps(inner: Backend): Pick<Backend, 'crossEntropy' | 'siluMul' 
       checkEmbedding('embeddingBackward', { dTable, dOut }, ids, vocab, dim);
       inner.embeddingBackward(dOut, ids, dTable, vocab, dim);
     }
+  };
+}
+
+/** Checked GELU activation (Gemma's FFN) and scaling. */
+function activationOps(inner: Backend): Pick<Backend, 'geluTanhMul' | 'geluTanhMulBackward' | 'scale'> {
+  return {
+    geluTanhMul(gate, up, out, n) {
+      const op = 'geluTanhMul';
+      dims(op, { n });
+      for (const [nm, a] of [['gate', gate], ['up', up], ['out', out]] as const) need(op, nm, f32(op, nm, a), n, `(${n})`);
+      inner.geluTanhMul(gate, up, out, n);
+    },
+    geluTanhMulBackward(gate, up, dout, dgate, dup, n) {
+      const op = 'geluTanhMulBackward';
+      dims(op, { n });
+      const arrs = [['gate', gate], ['up', up], ['dout', dout], ['dgate', dgate], ['dup', dup]] as const;
+      for (const [nm, a] of arrs) need(op, nm, f32(op, nm, a), n, `(${n})`);
+      inner.geluTanhMulBackward(gate, up, dout, dgate, dup, n);
+    },
+    scale(x, alpha, out, n) {
+      const op = 'scale';
+      dims(op, { n });
+      need(op, 'x', f32(op, 'x', x), n, `(${n})`);
+      need(op, 'out', f32(op, 'out', out), n, `(${n})`);
+      inner.scale(x, alpha, out, n);
+    },
   };
 }
 

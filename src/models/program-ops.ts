@@ -72,7 +72,7 @@ class ProgramOps implements DecoderOps<Ref> {
 
   norm(x: Ref, w: Float32Array): Ref {
     const out = this.b.scratch(this.c.hiddenSize);
-    this.b.emit('rmsnorm', x, this.b.ref(w), out, this.c.hiddenSize, this.c.rmsNormEps);
+    this.b.emit('rmsnorm', x, this.b.ref(w), out, 1, this.c.hiddenSize, this.c.rmsNormEps, 0);
     return out;
   }
 
@@ -132,7 +132,7 @@ class ProgramOps implements DecoderOps<Ref> {
     const vc = this.store(v, this.cache.v[l], l, 'V');
     const out = this.b.scratch(H * D);
     const probs = keepProbs ? this.b.scratch(this.probsSize) : NONE;
-    this.b.emit('attend', q, this.b.ref(kc), this.b.ref(vc), out, probs, H, Hkv, D, 1 / Math.sqrt(D), this.kvStride);
+    this.b.emit('attend', q, this.b.ref(kc), this.b.ref(vc), out, probs, H, Hkv, D, 1 / Math.sqrt(D), this.kvStride, 0);
     return { out, probs: keepProbs ? probs : null };
   }
 
