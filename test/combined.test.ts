@@ -27,7 +27,7 @@ function referenceWeights(teacher: LlamaModel, map: HeadMap) {
   const G = H / U;
   const layers = teacher.params.layers.map((lp) => ({
     wq: f32(lp.wq!).slice(), wk: f32(lp.wk!).slice(), wv: f32(lp.wv!).slice(), wo: f32(lp.wo!).slice(),
-    inNorm: lp.inputNorm, postNorm: lp.postNorm, gate: f32(lp.wGate), up: f32(lp.wUp), down: f32(lp.wDown),
+    inNorm: lp.inputNorm, postNorm: lp.postNorm!, gate: f32(lp.wGate), up: f32(lp.wUp), down: f32(lp.wDown),
   }));
   for (const e of map.shared) {
     const [dst, src] = [layers[e.layer], layers[e.source_layer]];

@@ -22,7 +22,7 @@
  */
 import type { LlamaConfig } from '../models/config.js';
 import { makePlan, validatePlan, type PlanGroup, type SharingPlan } from '../models/sharing-plan.js';
-import { sharingCost, type SharingCost } from '../sharing/cost.js';
+import { attentionParams, sharingCost, type SharingCost } from '../sharing/cost.js';
 import { OptionError } from '../errors.js';
 
 /** The heuristics of this file, and `search` (measured; `search.ts`). */
@@ -80,13 +80,6 @@ export interface BudgetOptions {
 }
 
 export const DEFAULT_THRESHOLD = 0.5;
-
-/** Attention projection parameters (q, k, v, o and their biases), all layers. */
-export function attentionParams(cfg: LlamaConfig): number {
-  const { hiddenSize: dim, numHeads: h, numKvHeads: kv, headDim: d, numLayers: L } = cfg;
-  const bias = cfg.attentionBias ? (h + 2 * kv) * d : 0;
-  return L * (dim * (h + 2 * kv) * d + bias + h * d * dim);
-}
 
 /**
  * The cost model of the `budget` strategy, on top of `sharing/cost.ts` (a shared layer drops its q_proj and k_proj

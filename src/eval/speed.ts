@@ -17,6 +17,8 @@
  */
 import type { Weight } from '../tensor/weight.js';
 import type { LlamaModel } from '../models/llama.js';
+import { tensorSpecs } from '../models/tensor-spec.js';
+import { paramOf } from '../models/params.js';
 import { OptionError } from '../errors.js';
 
 export interface SpeedOptions {
@@ -50,15 +52,9 @@ export interface SpeedResult {
 /** Bytes of the distinct parameter arrays of a model. */
 export function weightBytes(model: LlamaModel): number {
   const seen = new Set<Weight>();
-  const p = model.params;
-  const add = (a: Weight | undefined) => {
+  for (const spec of tensorSpecs(model.config)) {
+    const a = paramOf(model.params, spec);
     if (a && a.length) seen.add(a);
-  };
-  add(p.embed);
-  add(p.norm);
-  add(p.lmHead);
-  for (const lp of p.layers) {
-    for (const a of [lp.inputNorm, lp.wq, lp.wk, lp.wv, lp.wo, lp.bq, lp.bk, lp.bv, lp.postNorm, lp.wGate, lp.wUp, lp.wDown]) add(a);
   }
   let b = 0;
   for (const a of seen) b += a.byteLength;

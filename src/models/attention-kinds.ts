@@ -9,7 +9,11 @@
  *   columns from a group stored in an earlier layer (DirectShare / PostShare); its own tensors hold only its own
  *   groups. `qRuns` / `kvRuns` say where every head's weights live, as runs of consecutive heads.
  *
- * One model can mix all three: a plan that echoes some layers combined with a head map over the others.
+ * - `dropped`: the layer has no attention at all (output 0): no q/k/v/o projections, no cache (the baseline every
+ *   sharing method must beat).
+ *
+ * One model can mix them all: a plan that echoes some layers and drops others, combined with a head map over the rest.
+ * What each kind stores ({@link attentionRows}) and caches ({@link kindCache}) is said here, once.
  *
  * @example
  * ```ts
@@ -32,7 +36,36 @@ export interface Run {
 export type LayerAttention =
   | { readonly kind: 'own' }
   | { readonly kind: 'echo'; readonly anchor: number; readonly heads: Int32Array | null }
-  | { readonly kind: 'headShared'; readonly ownGroups: number; readonly qRuns: readonly Run[]; readonly kvRuns: readonly Run[] };
+  | { readonly kind: 'headShared'; readonly ownGroups: number; readonly qRuns: readonly Run[]; readonly kvRuns: readonly Run[] }
+  | { readonly kind: 'dropped' };
+
+export type KindName = LayerAttention['kind'];
+
+/** The model dimensions a kind's tensors and cache depend on. */
+export interface KindDims {
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+}
+
+/**
+ * Rows of a layer's attention projections as its kind stores them: `q` rows of q_proj (= columns of o_proj), `kv`
+ * rows of k_proj / v_proj; `qk` whether q/k (and their norms and biases) exist, `vo` whether v/o do.
+ */
+export function attentionRows(d: KindDims, kind: LayerAttention): { q: number; kv: number; qk: boolean; vo: boolean } {
+  const D = d.headDim;
+  switch (kind.kind) {
+    case 'own': return { q: d.numHeads * D, kv: d.numKvHeads * D, qk: true, vo: true };
+    case 'echo': return { q: d.numHeads * D, kv: d.numKvHeads * D, qk: false, vo: true };
+    case 'headShared': return { q: (kind.ownGroups * d.numHeads * D) / d.numKvHeads, kv: kind.ownGroups * D, qk: true, vo: true };
+    case 'dropped': return { q: 0, kv: 0, qk: false, vo: false };
+  }
+}
+
+/** What a layer of this kind keeps in the KV cache: echo layers read their anchor's probabilities (V only); dropped layers nothing. */
+export function kindCache(kind: LayerAttention): { keys: boolean; values: boolean } {
+  return { keys: kind.kind === 'own' || kind.kind === 'headShared', values: kind.kind !== 'dropped' };
+}
 
 /** How a model shares: the layer-wise plan and the head map as recorded in config.json (either may be null). */
 export interface ModelSharing {
@@ -64,10 +97,12 @@ export function layerAttention(dims: HeadMapDims, sharing: ModelSharing, where: 
   if (plan) validatePlan(plan, dims, `${where} (echoatt_sharing)`);
   if (headMap) validateHeadMap(headMap, dims, `${where} (echoatt_head_sharing)`);
   const anchorOf = plan ? anchorMap(plan, L) : new Int32Array(L).fill(-1);
-  if (headMap) refuseEchoInHeadMap(headMap, anchorOf, `${where} (echoatt_head_sharing)`);
+  const dropped = new Set(plan?.dropped ?? []);
+  if (headMap) refuseEchoInHeadMap(headMap, anchorOf, dropped, `${where} (echoatt_head_sharing)`);
   const layout = headMap ? headLayout(dims, headMap) : null;
   const U = dims.numKvHeads;
   const kinds = Array.from({ length: L }, (_, l): LayerAttention => {
+    if (dropped.has(l)) return DROPPED;
     if (anchorOf[l] >= 0) {
       const heads = plan ? planHeads(plan, l) : null;
       return Object.freeze({ kind: 'echo', anchor: anchorOf[l], heads: heads ? Int32Array.from(heads) : null });
@@ -81,20 +116,27 @@ export function layerAttention(dims: HeadMapDims, sharing: ModelSharing, where: 
 }
 
 const OWN: LayerAttention = Object.freeze({ kind: 'own' });
+const DROPPED: LayerAttention = Object.freeze({ kind: 'dropped' });
 
-/** A head map may only name layers that compute their own attention (an echo layer has no q/k to share). */
-function refuseEchoInHeadMap(map: HeadMap, anchorOf: Int32Array, where: string): void {
+/** A head map may only name layers that compute their own attention (echo and dropped layers have no q/k to share). */
+function refuseEchoInHeadMap(map: HeadMap, anchorOf: Int32Array, dropped: ReadonlySet<number>, where: string): void {
   const problems: string[] = [];
   map.shared.forEach((e, i) => {
     for (const l of [e.layer, e.source_layer]) {
       if (anchorOf[l] >= 0) {
         problems.push(`shared[${i}] names layer ${l}, which echoes layer ${anchorOf[l]}'s attention (echoatt_sharing) and has no q/k projections to share`);
       }
+      if (dropped.has(l)) problems.push(`shared[${i}] names layer ${l}, whose attention is dropped (echoatt_sharing)`);
     }
   });
   if (problems.length) {
     throw new HeadMapError(where, `${problems.join('; ')}; head-wise sharing can only name layers that compute their own attention`);
   }
+}
+
+/** Layers whose attention is dropped, ascending. */
+export function droppedLayers(kinds: readonly LayerAttention[]): number[] {
+  return kinds.flatMap((k, l) => (k.kind === 'dropped' ? [l] : []));
 }
 
 /** Layers that echo an anchor, ascending. */

@@ -31,6 +31,8 @@ export interface RawConfig {
   torch_dtype: string | null;
   partial_rotary_factor: number | null;
   rope_interleaved: boolean | null;
+  /** RoPE base of sliding-window layers when `rope_parameters` is split per layer type (`sliding_attention`). */
+  rope_local_theta: number | null;
   extra: Record<string, unknown>;
 }
 
@@ -106,8 +108,10 @@ export function parseRawConfig(json: unknown, file: string): RawConfig {
   if (archs !== null && (!Array.isArray(archs) || !archs.every((a) => typeof a === 'string'))) {
     throw new ConfigError(file, 'architectures', `must be a list of strings, got ${JSON.stringify(archs)}`);
   }
-  // transformers v5 moves rope_theta (and scaling) into rope_parameters; accept either spelling.
-  const ropeParams = f.obj('rope_parameters');
+  // transformers v5 moves rope_theta (and scaling) into rope_parameters, per layer type where layers differ (Gemma 3:
+  // `full_attention` / `sliding_attention`); accept every spelling.
+  const split = splitRopeParameters(f);
+  const ropeParams = split.full;
   const scaling = f.obj('rope_scaling') ?? ropeParams;
   let ropeTheta = f.num('rope_theta');
   if (ropeTheta === null && ropeParams) ropeTheta = new Fields(file, ropeParams).num('rope_theta');
@@ -138,6 +142,15 @@ export function parseRawConfig(json: unknown, file: string): RawConfig {
     torch_dtype: f.str('torch_dtype') ?? f.str('dtype'),
     partial_rotary_factor: f.num('partial_rotary_factor'),
     rope_interleaved: f.bool('rope_interleaved'),
+    rope_local_theta: split.sliding ? new Fields(file, split.sliding).num('rope_theta') : null,
     extra,
   };
+}
+
+/** `rope_parameters` as one object, or split into `full_attention` / `sliding_attention` parts. */
+function splitRopeParameters(f: Fields): { full: Record<string, unknown> | null; sliding: Record<string, unknown> | null } {
+  const p = f.obj('rope_parameters');
+  if (!p || !('full_attention' in p || 'sliding_attention' in p)) return { full: p, sliding: null };
+  const part = (k: string) => new Fields(`${f.file} (rope_parameters)`, p).obj(k);
+  return { full: part('full_attention'), sliding: part('sliding_attention') };
 }

@@ -15,10 +15,11 @@ export const SHARING_CONFIG_KEY = 'echoatt_sharing';
 export const HEAD_SHARING_CONFIG_KEY = 'echoatt_head_sharing';
 import { ConfigError, UnsupportedError } from '../errors.js';
 import { Fields, parseRawConfig, type RawConfig } from './config-raw.js';
+import { FAMILIES, familyByArchitecture, familyByModelType, familyOf, type Activation, type Architecture, type FamilyFields } from './families/index.js';
 
 export { parseRawConfig, type RawConfig };
 
-export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
+export type { Architecture, Activation };
 /** 'half': HF rotate-half pairs (x[i], x[i+d/2]); 'interleaved': llama2.c / Meta adjacent pairs (x[2i], x[2i+1]). */
 export type RopeStyle = 'half' | 'interleaved';
 export type RopeScaling =
@@ -26,7 +27,14 @@ export type RopeScaling =
   | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
   | { type: 'linear'; factor: number };
 
-export interface LlamaConfig {
+/** A saved student names itself `EchoAtt<base architecture>` / `echoatt_<base model_type>` and keeps the base here. */
+export const STUDENT_BASE_ARCH_KEY = 'echoatt_base_architecture';
+export const STUDENT_BASE_TYPE_KEY = 'echoatt_base_model_type';
+const STUDENT_PREFIX = 'EchoAtt';
+
+/** The resolved config of any family echoatt runs (the name stays from when Llama was the only one). */
+export interface LlamaConfig extends FamilyFields {
+  /** The base architecture (a student keeps its teacher's; it is written as `EchoAtt<architecture>`). */
   architecture: Architecture;
   modelType: string;
   hiddenSize: number;
@@ -41,15 +49,13 @@ export interface LlamaConfig {
   ropeTheta: number;
   ropeScaling: RopeScaling;
   tieWordEmbeddings: boolean;
-  /** q/k/v projections have biases (Qwen2). o_proj never has one. */
-  attentionBias: boolean;
   /** Always false: MLP biases are rejected as unsupported. */
   mlpBias: boolean;
   ropeStyle: RopeStyle;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** Mistral's `sliding_window` (every layer); see `layerWindows` for what each layer does. */
   slidingWindow: number | null;
-  hiddenAct: 'silu';
   torchDtype: string | null;
   /** How the model shares attention (config.json `echoatt_sharing` / `echoatt_head_sharing`), parsed and validated once. */
   sharing: ModelSharing;
@@ -59,21 +65,25 @@ export interface LlamaConfig {
   extra: Record<string, unknown>;
 }
 
-const ARCH_BY_MODEL_TYPE: Readonly<Record<string, Architecture>> = {
-  llama: 'LlamaForCausalLM',
-  mistral: 'MistralForCausalLM',
-  qwen2: 'Qwen2ForCausalLM',
-};
-
-function resolveArchitecture(raw: RawConfig, file: string): Architecture {
-  const arch = raw.architectures?.[0];
-  if (arch !== undefined) {
-    if (Object.values(ARCH_BY_MODEL_TYPE).includes(arch as Architecture)) return arch as Architecture;
-    throw new UnsupportedError(file, 'architectures', raw.architectures, 'supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM');
+function resolveArchitecture(raw: RawConfig, extra: Record<string, unknown>, file: string): Architecture {
+  let arch = raw.architectures?.[0];
+  let type = raw.model_type;
+  if (arch?.startsWith(STUDENT_PREFIX) || type?.startsWith('echoatt_')) {
+    // A student folder: its base architecture is recorded beside the student's own names.
+    arch = typeof extra[STUDENT_BASE_ARCH_KEY] === 'string' ? (extra[STUDENT_BASE_ARCH_KEY] as string) : arch?.slice(STUDENT_PREFIX.length);
+    type = typeof extra[STUDENT_BASE_TYPE_KEY] === 'string' ? (extra[STUDENT_BASE_TYPE_KEY] as string) : type?.slice('echoatt_'.length) ?? null;
   }
-  const byType = raw.model_type ? ARCH_BY_MODEL_TYPE[raw.model_type] : undefined;
-  if (byType) return byType;
-  throw new UnsupportedError(file, 'model_type', raw.model_type, 'no architectures field and model_type is not llama, mistral or qwen2');
+  delete extra[STUDENT_BASE_ARCH_KEY];
+  delete extra[STUDENT_BASE_TYPE_KEY];
+  const supported = FAMILIES.map((f) => f.architecture).join(', ');
+  if (arch !== undefined) {
+    const fam = familyByArchitecture(arch);
+    if (fam) return fam.architecture;
+    throw new UnsupportedError(file, 'architectures', raw.architectures, `supported: ${supported}`);
+  }
+  const byType = type ? familyByModelType(type) : undefined;
+  if (byType) return byType.architecture;
+  throw new UnsupportedError(file, 'model_type', raw.model_type, `no architectures field and model_type is not one of ${FAMILIES.flatMap((f) => f.modelTypes).join(', ')}`);
 }
 
 function resolveRopeScaling(s: Record<string, unknown> | null, file: string): RopeScaling {
@@ -107,8 +117,8 @@ function resolveRopeScaling(s: Record<string, unknown> | null, file: string): Ro
  * cfg.headDim; // 64
  */
 export function resolveConfig(raw: RawConfig, file: string): Readonly<LlamaConfig> {
-  const architecture = resolveArchitecture(raw, file);
-  const isQwen = architecture === 'Qwen2ForCausalLM';
+  const extra = { ...raw.extra };
+  const architecture = resolveArchitecture(raw, extra, file);
   const numHeads = raw.num_attention_heads;
   const numKvHeads = raw.num_key_value_heads ?? numHeads;
   if (numHeads % numKvHeads !== 0) {
@@ -122,25 +132,19 @@ export function resolveConfig(raw: RawConfig, file: string): Readonly<LlamaConfi
   if (raw.partial_rotary_factor !== null && raw.partial_rotary_factor !== 1) {
     throw new UnsupportedError(file, 'partial_rotary_factor', raw.partial_rotary_factor, 'only full rotary embeddings are implemented');
   }
-  const act = raw.hidden_act ?? 'silu';
-  if (act !== 'silu' && act !== 'swish') throw new UnsupportedError(file, 'hidden_act', act, 'only silu is implemented');
   if (raw.mlp_bias) throw new UnsupportedError(file, 'mlp_bias', true, 'MLP biases are not implemented');
-  if (!isQwen && raw.attention_bias) {
-    throw new UnsupportedError(file, 'attention_bias', true, `${architecture} would also add an o_proj bias, which is not implemented`);
-  }
-  const extra = { ...raw.extra };
   const sharing = sharingFromExtra(extra, file);
-  let slidingWindow: number | null = null;
-  if (architecture === 'MistralForCausalLM') slidingWindow = raw.sliding_window;
-  else if (isQwen && raw.use_sliding_window) {
-    throw new UnsupportedError(file, 'use_sliding_window', true, 'Qwen2 per-layer sliding window is not implemented');
-  } else if (raw.sliding_window !== null) {
-    // Present but inactive (Qwen2 with use_sliding_window false): keep it for the round trip only.
+  const family = familyOf(architecture);
+  const fields = family.resolve({ raw, file, headDim, extra });
+  const slidingWindow = architecture === 'MistralForCausalLM' ? raw.sliding_window : null;
+  if (architecture !== 'MistralForCausalLM' && raw.sliding_window !== null) {
+    // Read by the family where it applies (Gemma 3), inactive elsewhere (Qwen with use_sliding_window false): kept for the round trip.
     extra.sliding_window = raw.sliding_window;
     if (raw.use_sliding_window !== null) extra.use_sliding_window = raw.use_sliding_window;
   }
-  const modelType = raw.model_type ?? Object.keys(ARCH_BY_MODEL_TYPE).find((k) => ARCH_BY_MODEL_TYPE[k] === architecture) ?? 'llama';
+  const modelType = raw.model_type && !raw.model_type.startsWith('echoatt_') ? raw.model_type : family.modelTypes[0];
   const cfg: LlamaConfig = {
+    ...fields,
     architecture,
     modelType,
     hiddenSize: raw.hidden_size,
@@ -155,13 +159,11 @@ export function resolveConfig(raw: RawConfig, file: string): Readonly<LlamaConfi
     ropeTheta: raw.rope_theta ?? 10000,
     ropeScaling: resolveRopeScaling(raw.rope_scaling, file),
     tieWordEmbeddings: raw.tie_word_embeddings ?? false,
-    attentionBias: isQwen,
     mlpBias: false,
     ropeStyle: raw.rope_interleaved ? 'interleaved' : 'half',
     bosTokenId: raw.bos_token_id,
     eosTokenIds: raw.eos_token_id ?? [],
     slidingWindow,
-    hiddenAct: 'silu',
     torchDtype: raw.torch_dtype,
     sharing,
     attention: [],
@@ -188,12 +190,13 @@ function sharingFromExtra(extra: Record<string, unknown>, file: string): ModelSh
  * const studentCfg = withSharing(teacher.config, { plan, headMap: null });
  */
 export function withSharing(cfg: Readonly<LlamaConfig>, sharing: ModelSharing, where = 'sharing'): Readonly<LlamaConfig> {
-  return freezeConfig({ ...cfg, eosTokenIds: [...cfg.eosTokenIds], extra: { ...cfg.extra }, sharing, attention: [] }, where);
+  return freezeConfig({ ...cfg, eosTokenIds: [...cfg.eosTokenIds], layerWindows: [...cfg.layerWindows], extra: { ...cfg.extra }, sharing, attention: [] }, where);
 }
 
 function freezeConfig(cfg: LlamaConfig, where: string): Readonly<LlamaConfig> {
   cfg.attention = layerAttention(cfg, cfg.sharing, where);
   Object.freeze(cfg.eosTokenIds);
+  Object.freeze(cfg.layerWindows);
   if (cfg.ropeScaling) Object.freeze(cfg.ropeScaling);
   Object.freeze(cfg.extra);
   return Object.freeze(cfg);
@@ -206,9 +209,10 @@ function freezeConfig(cfg: LlamaConfig, where: string): Readonly<LlamaConfig> {
  * fs.writeFileSync('config.json', JSON.stringify(configToHfJson(cfg), null, 2));
  */
 export function configToHfJson(cfg: Readonly<LlamaConfig>): Record<string, unknown> {
+  const student = cfg.sharing.plan !== null || cfg.sharing.headMap !== null;
   const out: Record<string, unknown> = {
-    architectures: [cfg.architecture],
-    model_type: cfg.modelType,
+    architectures: [student ? `${STUDENT_PREFIX}${cfg.architecture}` : cfg.architecture],
+    model_type: student ? `echoatt_${cfg.modelType}` : cfg.modelType,
     hidden_size: cfg.hiddenSize,
     intermediate_size: cfg.intermediateSize,
     num_hidden_layers: cfg.numLayers,
@@ -221,13 +225,14 @@ export function configToHfJson(cfg: Readonly<LlamaConfig>): Record<string, unkno
     rope_theta: cfg.ropeTheta,
     rope_scaling: ropeScalingToHf(cfg.ropeScaling),
     tie_word_embeddings: cfg.tieWordEmbeddings,
-    hidden_act: cfg.hiddenAct,
+    hidden_act: cfg.hiddenAct === 'silu' ? 'silu' : undefined,
     bos_token_id: cfg.bosTokenId,
     eos_token_id: cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : [...cfg.eosTokenIds],
     torch_dtype: cfg.torchDtype,
+    ...familyOf(cfg.architecture).toHf(cfg),
   };
-  if (cfg.architecture === 'LlamaForCausalLM') Object.assign(out, { attention_bias: false, mlp_bias: false });
-  if (cfg.architecture === 'MistralForCausalLM') out.sliding_window = cfg.slidingWindow;
+  if (out.hidden_act === undefined) delete out.hidden_act;
+  if (student) Object.assign(out, { [STUDENT_BASE_ARCH_KEY]: cfg.architecture, [STUDENT_BASE_TYPE_KEY]: cfg.modelType });
   if (cfg.ropeStyle === 'interleaved') out.rope_interleaved = true;
   if (cfg.sharing.plan) out[SHARING_CONFIG_KEY] = cfg.sharing.plan;
   if (cfg.sharing.headMap) out[HEAD_SHARING_CONFIG_KEY] = cfg.sharing.headMap;
@@ -269,18 +274,25 @@ export function llama2cConfig(h: Llama2cHeader): Readonly<LlamaConfig> {
     ropeTheta: 10000,
     ropeScaling: null,
     tieWordEmbeddings: h.vocabSize > 0,
-    attentionBias: false,
+    ...LLAMA2C_FAMILY(h),
     mlpBias: false,
     ropeStyle: 'interleaved',
     bosTokenId: 1,
     eosTokenIds: [2],
     slidingWindow: null,
-    hiddenAct: 'silu',
     torchDtype: 'float32',
     sharing: NO_SHARING,
     attention: [],
     extra: {},
   }, 'llama2.c header');
+}
+
+/** run.c's decoder: a plain Llama. */
+function LLAMA2C_FAMILY(h: Llama2cHeader): FamilyFields {
+  return {
+    hiddenAct: 'silu', normOffset: 0, qkNorm: false, sandwichNorms: false, embedScale: 1, attentionBias: false,
+    attnScale: 1 / Math.sqrt(h.dim / h.nHeads), layerWindows: new Array<number>(h.nLayers).fill(0), ropeLocalTheta: null, finalLogitSoftcap: null,
+  };
 }
 
 /** Read a config.json file into a resolved config (both steps). */

@@ -1,8 +1,10 @@
 /**
- * The one Llama-family decoder: embedding, then per layer `x += attn(norm(x))`, `x += mlp(norm(x))`, where each
- * layer's attention follows its kind (`own`, `echo`, `headShared`; see `attention-kinds.ts`). It is written once
- * over {@link DecoderOps}: inference runs it on plain arrays with a KV cache (`inference-ops.ts`), training runs the
- * same code on the autograd tape (`tape-ops.ts`), so the trainable forward is this decoder, not a copy.
+ * The one decoder of every family (Llama, Mistral, Qwen2/3, Gemma 3): embedding (scaled where the family says), then
+ * per layer `x += attn(norm(x))`, `x += mlp(norm(x))` — with Gemma's norms around both sublayers' outputs — where each
+ * layer's attention follows its kind (`own`, `echo`, `headShared`, `dropped`; see `attention-kinds.ts`) and the family's
+ * fields of the config (q/k norms, activation, window, scale). It is written once over {@link DecoderOps}: inference
+ * runs it on plain arrays with a KV cache (`inference-ops.ts`), training on the autograd tape (`tape-ops.ts`), and
+ * tracing it writes a step program (`program-ops.ts`), so the trainable forward is this decoder, not a copy.
  *
  * @example
  * ```ts
@@ -12,7 +14,7 @@
 import type { LlamaConfig } from './config.js';
 import type { LayerAttention, Run } from './attention-kinds.js';
 import { anchorLastUse } from './attention-kinds.js';
-import type { LayerKey } from './tensor-spec.js';
+import type { NormKey } from './tensor-spec.js';
 
 /** Keys of the matrices a layer multiplies by. */
 export type MatrixKey = 'wq' | 'wk' | 'wv' | 'wo' | 'wGate' | 'wUp' | 'wDown';
@@ -20,25 +22,36 @@ export type BiasKey = 'bq' | 'bk' | 'bv';
 
 /**
  * The computations a decoder needs over activations `T` (`(N, features)` rows, `N = B·T` tokens). Each
- * implementation resolves weights itself from `(layer, key)`; the decoder only says which.
+ * implementation resolves weights itself from `(layer, key)` (through `layer-compute.ts`); the decoder only says which.
  */
 export interface DecoderOps<T> {
   embed(ids: Int32Array): T;
-  rmsnorm(x: T, layer: number, key: Extract<LayerKey, 'inputNorm' | 'postNorm'>): T;
+  /** `x · alpha` (may update `x` in place and return it). */
+  scale(x: T, alpha: number): T;
+  /**
+   * RMSNorm with `layer`'s weight `key`, scaling by `w + cfg.normOffset`: over the hidden size, or per head over
+   * `headDim` for `qNorm` / `kNorm` (see `normShape`). May write in place (head norms) or into scratch.
+   */
+  norm(x: T, layer: number, key: NormKey): T;
   /** `x · W[layer][key]ᵀ (+ bias)`. */
   linear(x: T, layer: number, key: MatrixKey, bias: BiasKey | null, inDim: number, outDim: number): T;
   /** A head-shared layer's q/k/v projection: each run of heads read from the layer that stores it. */
   projectRuns(x: T, runs: readonly Run[], key: 'wq' | 'wk' | 'wv', bias: BiasKey | null, heads: number): T;
   /** A head-shared layer's o_proj: `Σ_runs att[:, run heads] · Wo_src[:, run columns]ᵀ`. */
   outRuns(att: T, runs: readonly Run[]): T;
-  rope(x: T, heads: number): T;
-  /** Causal attention of `layer` (through the KV cache in inference); `probs` `(B, H, T, S)` when `keepProbs`. */
+  /** RoPE with `layer`'s table (see `layerRope`), in place. */
+  rope(x: T, layer: number, heads: number): T;
+  /**
+   * Causal attention of `layer` (through the KV cache in inference), scaled by `cfg.attnScale`, within
+   * `cfg.layerWindows[layer]` when it slides; `probs` `(B, H, T, S)` when `keepProbs`.
+   */
   attend(layer: number, q: T, k: T, v: T, keepProbs: boolean): { out: T; probs: T | null };
   /** An echo layer: `out = P_anchor[heads] · V_layer`. */
   echo(layer: number, probs: T, v: T, heads: Int32Array | null): T;
   /** Residual add (may update `x` in place and return it). */
   add(x: T, y: T): T;
-  siluMul(gate: T, up: T): T;
+  /** The gated MLP's `act(gate) · up` with `cfg.hiddenAct` (may update `gate` in place and return it). */
+  gatedAct(gate: T, up: T): T;
   /** A copy of `x` that later in-place updates leave alone. */
   keep(x: T): T;
 }
@@ -73,23 +86,34 @@ export function runDecoder<T>(cfg: Readonly<LlamaConfig>, ops: DecoderOps<T>, id
   }
   const want = new Set(opts.hiddenLayers ?? []);
   const hidden = new Map<number, T>();
-  let x = opts.from ? opts.from.x : ops.embed(ids);
+  let x = opts.from ? opts.from.x : embed(cfg, ops, ids);
   for (let l = start; l < cfg.numLayers; l++) {
     opts.onLayerInput?.(l, ops.keep(x));
-    const xn = ops.rmsnorm(x, l, 'inputNorm');
-    const att = attentionBlock(cfg, ops, l, cfg.attention[l], xn, probsOf, lastUse.has(l));
-    x = ops.add(x, att);
-    x = ops.add(x, mlpBlock(cfg, ops, l, ops.rmsnorm(x, l, 'postNorm')));
+    const kind = cfg.attention[l];
+    if (kind.kind !== 'dropped') {
+      const att = attentionBlock(cfg, ops, l, kind, ops.norm(x, l, 'inputNorm'), probsOf, lastUse.has(l));
+      x = ops.add(x, cfg.sandwichNorms ? ops.norm(att, l, 'postNorm') : att);
+    }
+    const y = mlpBlock(cfg, ops, l, ops.norm(x, l, cfg.sandwichNorms ? 'preFfnNorm' : 'postNorm'));
+    x = ops.add(x, cfg.sandwichNorms ? ops.norm(y, l, 'postFfnNorm') : y);
     for (const [a, last] of lastUse) if (last === l) probsOf.delete(a);
     if (want.has(l)) hidden.set(l, ops.keep(x));
   }
   return { x, hidden };
 }
 
+function embed<T>(cfg: Readonly<LlamaConfig>, ops: DecoderOps<T>, ids: Int32Array): T {
+  const x = ops.embed(ids); // (N, dim)
+  return cfg.embedScale === 1 ? x : ops.scale(x, cfg.embedScale);
+}
+
+/** The attention of a layer that has one (every kind but `dropped`). */
 function attentionBlock<T>(
-  cfg: Readonly<LlamaConfig>, ops: DecoderOps<T>, l: number, kind: LayerAttention, xn: T, probsOf: Map<number, T>, isAnchor: boolean,
+  cfg: Readonly<LlamaConfig>, ops: DecoderOps<T>, l: number, kind: Exclude<LayerAttention, { kind: 'dropped' }>, xn: T, probsOf: Map<number, T>, isAnchor: boolean,
 ): T {
   const { hiddenSize: dim, numHeads: H, numKvHeads: Hkv, headDim: D } = cfg;
+  // Queries and keys: per-head norm where the family has one (Qwen3, Gemma 3), then RoPE.
+  const qk = (x: T, key: 'qNorm' | 'kNorm', heads: number) => ops.rope(cfg.qkNorm ? ops.norm(x, l, key) : x, l, heads);
   switch (kind.kind) {
     case 'echo': {
       const probs = probsOf.get(kind.anchor);
@@ -98,16 +122,16 @@ function attentionBlock<T>(
       return ops.linear(ops.echo(l, probs, v, kind.heads), l, 'wo', null, H * D, dim);
     }
     case 'own': {
-      const q = ops.rope(ops.linear(xn, l, 'wq', 'bq', dim, H * D), H); // (N, H·D)
-      const k = ops.rope(ops.linear(xn, l, 'wk', 'bk', dim, Hkv * D), Hkv); // (N, Hkv·D)
+      const q = qk(ops.linear(xn, l, 'wq', 'bq', dim, H * D), 'qNorm', H); // (N, H·D)
+      const k = qk(ops.linear(xn, l, 'wk', 'bk', dim, Hkv * D), 'kNorm', Hkv); // (N, Hkv·D)
       const v = ops.linear(xn, l, 'wv', 'bv', dim, Hkv * D);
       const r = ops.attend(l, q, k, v, isAnchor);
       if (isAnchor && r.probs !== null) probsOf.set(l, r.probs);
       return ops.linear(r.out, l, 'wo', null, H * D, dim);
     }
     case 'headShared': {
-      const q = ops.rope(ops.projectRuns(xn, kind.qRuns, 'wq', 'bq', H), H);
-      const k = ops.rope(ops.projectRuns(xn, kind.kvRuns, 'wk', 'bk', Hkv), Hkv);
+      const q = qk(ops.projectRuns(xn, kind.qRuns, 'wq', 'bq', H), 'qNorm', H);
+      const k = qk(ops.projectRuns(xn, kind.kvRuns, 'wk', 'bk', Hkv), 'kNorm', Hkv);
       const v = ops.projectRuns(xn, kind.kvRuns, 'wv', 'bv', Hkv);
       const r = ops.attend(l, q, k, v, isAnchor);
       if (isAnchor && r.probs !== null) probsOf.set(l, r.probs);
@@ -116,10 +140,10 @@ function attentionBlock<T>(
   }
 }
 
-/** SwiGLU: `down(silu(gate(x)) · up(x))`. */
+/** Gated MLP: `down(act(gate(x)) · up(x))` (SwiGLU, or GeGLU for Gemma). */
 function mlpBlock<T>(cfg: Readonly<LlamaConfig>, ops: DecoderOps<T>, l: number, xn: T): T {
   const { hiddenSize: dim, intermediateSize: ff } = cfg;
   const gate = ops.linear(xn, l, 'wGate', null, dim, ff); // (N, F)
   const up = ops.linear(xn, l, 'wUp', null, dim, ff);
-  return ops.linear(ops.siluMul(gate, up), l, 'wDown', null, ff, dim); // (N, dim)
+  return ops.linear(ops.gatedAct(gate, up), l, 'wDown', null, ff, dim); // (N, dim)
 }

@@ -13,7 +13,8 @@ import type { LlamaParams } from './params.js';
 import type { BiasKey, DecoderOps, MatrixKey } from './decoder.js';
 import type { LayerAttention, Run } from './attention-kinds.js';
 import { probsSlots } from './attention-kinds.js';
-import type { LayerKey } from './tensor-spec.js';
+import type { LayerKey, NormKey } from './tensor-spec.js';
+import { layerRope, layerTensor, normShape, outputBlocks, projectionBlocks, type ModelRopes, type RunBlock } from './layer-compute.js';
 import { linear, linearRuns, type LinearRun } from '../nn/layers.js';
 import { attention, gatherHeads, probsTimesV } from '../nn/attention.js';
 import { requireF32, weightRowsF32, type Weight } from '../tensor/weight.js';
@@ -22,11 +23,16 @@ import { ShapeError } from '../errors.js';
 /** Per-layer post-softmax attention probabilities, handed to a hook as soon as they are computed. */
 export type AttentionProbsHook = (layer: number, probs: Float32Array /* (B, H, T, S) */, shape: { batch: number; tq: number; s: number }) => void;
 
-export interface InferenceModel {
+export interface InferenceModel extends ModelRopes {
   readonly config: Readonly<LlamaConfig>;
   readonly params: LlamaParams;
   readonly backend: Backend;
   readonly rope: RopeTables;
+}
+
+/** Head-run blocks as `linearRuns` takes them (f32 weights: head-shared models are widened at load). */
+function f32Runs(blocks: readonly RunBlock<Weight>[]): LinearRun[] {
+  return blocks.map((b) => ({ ...b, w: requireF32(b.w, 'head-shared model'), bias: b.bias as Float32Array | undefined }));
 }
 
 export interface InferenceStep {
@@ -72,9 +78,7 @@ export class InferenceOps implements DecoderOps<Float32Array> {
   }
 
   private w(l: number, key: LayerKey): Weight {
-    const a = this.m.params.layers[l][key];
-    if (!a) throw new ShapeError('forward', `layer ${l} has no ${key} (its attention kind is ${this.m.config.attention[l].kind})`);
-    return a;
+    return layerTensor<Weight>(this.m.config, this.m.params.layers, l, key, 'forward');
   }
 
   embed(ids: Int32Array): Float32Array {
@@ -93,11 +97,18 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     return x;
   }
 
-  rmsnorm(x: Float32Array, l: number, key: 'inputNorm' | 'postNorm'): Float32Array {
+  /** Hidden-size norms share one scratch buffer (valid until the next norm); per-head q/k norms run in place. */
+  norm(x: Float32Array, l: number, key: NormKey): Float32Array {
     const c = this.m.config;
-    const out = (this.scratch ??= new Float32Array(this.n * c.hiddenSize));
-    this.m.backend.rmsnorm(x, this.w(l, key) as Float32Array, out, this.n, c.hiddenSize, c.rmsNormEps);
+    const { rows, dim } = normShape(c, key, this.n);
+    const out = key === 'qNorm' || key === 'kNorm' ? x : (this.scratch ??= new Float32Array(this.n * c.hiddenSize));
+    this.m.backend.rmsnorm(x, this.w(l, key) as Float32Array, out, rows, dim, c.rmsNormEps, c.normOffset);
     return out;
+  }
+
+  scale(x: Float32Array, alpha: number): Float32Array {
+    this.m.backend.scale(x, alpha, x, x.length);
+    return x;
   }
 
   linear(x: Float32Array, l: number, key: MatrixKey, bias: BiasKey | null, inDim: number, outDim: number): Float32Array {
@@ -107,29 +118,19 @@ export class InferenceOps implements DecoderOps<Float32Array> {
 
   projectRuns(x: Float32Array, runs: readonly Run[], key: 'wq' | 'wk' | 'wv', bias: BiasKey | null, heads: number): Float32Array {
     const { hiddenSize: dim, headDim: D } = this.m.config;
-    const lr = runs.map((r): LinearRun => {
-      const src = this.m.params.layers[r.srcLayer];
-      return {
-        w: requireF32(this.w(r.srcLayer, key), 'head-shared model'), wOff: r.block * D * dim, ldw: dim, xOff: 0, k: dim,
-        yOff: r.h0 * D, n: r.count * D, bias: bias ? src[bias] : undefined, bOff: r.block * D,
-      };
-    });
-    return linearRuns(this.m.backend, x, lr, this.n, dim, heads * D);
+    const blocks = projectionBlocks<Weight>(this.m.config, this.m.params.layers, runs, key, bias, 'forward');
+    return linearRuns(this.m.backend, x, f32Runs(blocks), this.n, dim, heads * D);
   }
 
   outRuns(att: Float32Array, runs: readonly Run[]): Float32Array {
     const { hiddenSize: dim, numHeads: H, headDim: D } = this.m.config;
-    const lr = runs.map((r): LinearRun => {
-      const wo = requireF32(this.w(r.srcLayer, 'wo'), 'head-shared model');
-      // The storing layer's compact o_proj is (dim, own·G·D): a column block per run.
-      return { w: wo, wOff: r.block * D, ldw: wo.length / dim, xOff: r.h0 * D, k: r.count * D, yOff: 0, n: dim };
-    });
-    return linearRuns(this.m.backend, att, lr, this.n, H * D, dim);
+    return linearRuns(this.m.backend, att, f32Runs(outputBlocks<Weight>(this.m.config, this.m.params.layers, runs, 'forward')), this.n, H * D, dim);
   }
 
-  rope(x: Float32Array, heads: number): Float32Array {
+  rope(x: Float32Array, l: number, heads: number): Float32Array {
     const c = this.m.config;
-    this.m.backend.rope(x, this.n, heads, c.headDim, this.st.pos, this.m.rope.cos, this.m.rope.sin, c.ropeStyle);
+    const t = layerRope(c, this.m, l);
+    this.m.backend.rope(x, this.n, heads, c.headDim, this.st.pos, t.cos, t.sin, c.ropeStyle);
     return x;
   }
 
@@ -147,7 +148,7 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     const probs = keepProbs || hook ? this.probsBuffer(l, keepProbs, batch * H * t * kv.s) : undefined; // (B, H, T, S)
     attention(this.m.backend, {
       q, k: kv.k as Float32Array, v: kv.v, out, probs, batch, tq: t, s: kv.s, nHeads: H, nKvHeads: Hkv, headDim: D,
-      qPos0: kv.qPos0, scale: 1 / Math.sqrt(D), kvBatchStride: kv.batchStride,
+      qPos0: kv.qPos0, scale: this.m.config.attnScale, window: this.m.config.layerWindows[l], kvBatchStride: kv.batchStride,
     });
     if (hook && probs) this.st.onAttentionProbs!(l, probs, { batch, tq: t, s: kv.s });
     return { out, probs: keepProbs && probs ? probs : null };
@@ -191,7 +192,7 @@ export class InferenceOps implements DecoderOps<Float32Array> {
       attention(this.m.backend, {
         q: q.subarray(b * H * D, (b + 1) * H * D), k: cache.k[l]!.subarray(base, base + stride), v: cache.v[l]!.subarray(base, base + stride),
         out: out.subarray(b * H * D, (b + 1) * H * D), probs: probs?.subarray(offs[b], offs[b + 1]), batch: 1, tq: 1, s: s[b],
-        nHeads: H, nKvHeads: Hkv, headDim: D, qPos0: s[b] - 1, scale: 1 / Math.sqrt(D), kvBatchStride: stride,
+        nHeads: H, nKvHeads: Hkv, headDim: D, qPos0: s[b] - 1, scale: this.m.config.attnScale, window: this.m.config.layerWindows[l], kvBatchStride: stride,
       });
     }
     return { out, probs: probs ?? null };
@@ -220,8 +221,10 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     return x;
   }
 
-  siluMul(gate: Float32Array, up: Float32Array): Float32Array {
-    this.m.backend.siluMul(gate, up, gate, gate.length);
+  gatedAct(gate: Float32Array, up: Float32Array): Float32Array {
+    const be = this.m.backend;
+    if (this.m.config.hiddenAct === 'silu') be.siluMul(gate, up, gate, gate.length);
+    else be.geluTanhMul(gate, up, gate, gate.length);
     return gate;
   }
 

@@ -27,7 +27,8 @@ import { ShapeError } from '../errors.js';
 import { runDecoder } from './decoder.js';
 import { InferenceOps, newProbsPool, type AttentionProbsHook, type ProbsPool } from './inference-ops.js';
 import { compileDecodeStep, type DecodeStep } from './program-ops.js';
-import { echoLayers, type LayerAttention } from './attention-kinds.js';
+import { echoLayers, kindCache, type LayerAttention } from './attention-kinds.js';
+import { softcapLogits } from './layer-compute.js';
 import { parameterCount, paramsFromWeights, type LlamaParams, type WeightMode } from './params.js';
 import type { SharingPlan } from './sharing-plan.js';
 import type { HeadMap } from './head-map.js';
@@ -77,6 +78,8 @@ export class LlamaModel {
   readonly params: LlamaParams;
   readonly backend: Backend;
   readonly rope: RopeTables;
+  /** RoPE of the sliding-window layers where the family gives them their own base (Gemma 3), else null. */
+  readonly ropeLocal: RopeTables | null;
   /**
    * One-token steps of one sequence through a cache run as a compiled step program: one backend call per token
    * instead of dozens per layer (same logits, bit for bit). Off: every step goes op by op (for comparisons).
@@ -89,7 +92,10 @@ export class LlamaModel {
     this.config = config;
     this.params = params;
     this.backend = backend;
-    this.rope = ropeTables(config, Math.max(1, config.maxPositions));
+    const maxPos = Math.max(1, config.maxPositions);
+    this.rope = ropeTables(config, maxPos);
+    const local = config.ropeLocalTheta !== null && config.layerWindows.some((w) => w > 0);
+    this.ropeLocal = local ? ropeTables({ headDim: config.headDim, ropeTheta: config.ropeLocalTheta!, ropeScaling: null }, maxPos) : null;
   }
 
   /** Build from a name → tensor map (f16/bf16 widened to f32 unless `mode` is `'as-stored'`). Missing tensors throw one `E_CHECKPOINT` error listing them all. */
@@ -129,9 +135,9 @@ export class LlamaModel {
     return new SlotCache(this.cacheLayout(), slots, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
   }
 
-  /** What each layer caches: echo layers read their anchor's probabilities, so they keep V only. */
+  /** What each layer caches, as its kind says (echo layers V only, dropped layers nothing). */
   private cacheLayout(): LayerCacheSpec[] {
-    return this.config.attention.map((k) => ({ keys: k.kind !== 'echo', values: true }));
+    return this.config.attention.map(kindCache);
   }
 
   /**
@@ -157,7 +163,7 @@ export class LlamaModel {
     for (let b = 0; b < B; b++) {
       if (pos[b] + 1 > this.rope.maxPos) throw new ShapeError('LlamaModel.decodeSlots', `slot ${slots[b]}: position ${pos[b]} is past max_position_embeddings ${this.rope.maxPos}`);
     }
-    if (B === 1 && this.useStepPrograms) {
+    if (this.runMode(B, 1, { cache: cache.view(slots[0]) }) === 'step') {
       // One sequence: its slot's view through the compiled step (one backend call), as `forward` decodes alone.
       if (pos[0] + 1 > cache.capacity) throw new ShapeError('SlotCache.append', `slot ${slots[0]} is full (capacity ${cache.capacity})`);
       const logits = this.decodeStep(cache.view(slots[0])).run(ids[0]).slice(); // (1, V)
@@ -171,6 +177,26 @@ export class LlamaModel {
   }
 
   /**
+   * How a call runs — the one place that decides: `step` (one token of one sequence through a cache: the compiled
+   * step program), `chunked` (a long step through a cache, in query chunks so no `(T, S)` probabilities are held), or
+   * `ops` (op by op; everything with hooks or `from`, which want the whole step in one piece).
+   */
+  private runMode(batch: number, t: number, opts: ForwardOptions): 'step' | 'chunked' | 'ops' {
+    if (!opts.cache || opts.onAttentionProbs || opts.from || opts.onLayerInput) return 'ops';
+    if (t === 1 && batch === 1 && this.useStepPrograms) return 'step';
+    const chunk = this.chunkLength(batch, t, opts);
+    return chunk > 0 && t > chunk ? 'chunked' : 'ops';
+  }
+
+  /** Query rows per chunk of a long cached step: `opts.chunk`, or the default shrunk so an anchor's probabilities fit the budget. */
+  private chunkLength(batch: number, t: number, opts: ForwardOptions): number {
+    if (opts.chunk !== undefined) return opts.chunk;
+    if (!opts.cache || echoLayers(this.config.attention).length === 0) return PREFILL_CHUNK;
+    const perRow = 4 * batch * this.config.numHeads * (opts.cache.length + t); // bytes of one query row's probabilities
+    return Math.min(PREFILL_CHUNK, Math.max(16, Math.floor(PROBS_BUDGET_BYTES / perRow / 16) * 16));
+  }
+
+  /**
    * Run the decoder over `ids` `(B, T)` (flattened). Returns logits `(B·T, V)`, or `(B, V)` with `lastOnly`.
    * With a cache, positions continue from `cache.length` and the cache is advanced by T.
    */
@@ -181,29 +207,33 @@ export class LlamaModel {
     }
     const t = ids.length / batch;
     const cache = opts.cache;
-    let chunk = opts.chunk ?? PREFILL_CHUNK;
-    if (cache && opts.chunk === undefined && echoLayers(this.config.attention).length > 0) {
-      const perRow = 4 * batch * this.config.numHeads * (cache.length + t); // bytes of one query row's probabilities
-      chunk = Math.min(chunk, Math.max(16, Math.floor(PROBS_BUDGET_BYTES / perRow / 16) * 16));
-    }
-    if (cache && chunk > 0 && t > chunk && !opts.onAttentionProbs && !opts.from && !opts.onLayerInput) return this.forwardChunked(ids, batch, t, chunk, opts);
     const past = cache ? cache.length : 0;
     if (cache && cache.batch !== batch) throw new ShapeError('LlamaModel.forward', `cache batch ${cache.batch} != ${batch}`);
     if (past + t > this.rope.maxPos) {
       throw new ShapeError('LlamaModel.forward', `positions up to ${past + t} exceed max_position_embeddings ${this.rope.maxPos}`);
     }
-    if (cache && t === 1 && batch === 1 && this.useStepPrograms && !opts.onAttentionProbs && !opts.from && !opts.onLayerInput) {
-      if (past + 1 > cache.capacity) throw new ShapeError('KVCache.write', `cache full: ${past} + 1 tokens exceed capacity ${cache.capacity}`);
-      return this.decodeStep(cache).run(ids[0]).slice(); // (1, V)
+    switch (this.runMode(batch, t, opts)) {
+      case 'chunked':
+        return this.forwardChunked(ids, batch, t, this.chunkLength(batch, t, opts), opts);
+      case 'step':
+        if (past + 1 > cache!.capacity) throw new ShapeError('KVCache.write', `cache full: ${past} + 1 tokens exceed capacity ${cache!.capacity}`);
+        return this.decodeStep(cache!).run(ids[0]).slice(); // (1, V)
+      case 'ops':
+        return this.forwardOps(ids, batch, t, opts);
     }
+  }
+
+  /** The decoder op by op over the whole step. */
+  private forwardOps(ids: Int32Array, batch: number, t: number, opts: ForwardOptions): Float32Array {
+    const past = opts.cache ? opts.cache.length : 0;
     const pos = new Int32Array(batch * t);
     for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) pos[b * t + i] = past + i;
-    const ops = new InferenceOps(this, { batch, t, pos, cache, onAttentionProbs: opts.onAttentionProbs, probsLayers: opts.probsLayers, probsPool: opts.probsPool });
+    const ops = new InferenceOps(this, { batch, t, pos, cache: opts.cache, onAttentionProbs: opts.onAttentionProbs, probsLayers: opts.probsLayers, probsPool: opts.probsPool });
     if (opts.from && opts.from.x.length !== batch * t * this.config.hiddenSize) {
       throw new ShapeError('LlamaModel.forward', `from.x has ${opts.from.x.length} elements, expected ${batch * t * this.config.hiddenSize}`);
     }
     const { x } = runDecoder(this.config, ops, ids, { from: opts.from, onLayerInput: opts.onLayerInput });
-    cache?.advance(t);
+    opts.cache?.advance(t);
     return this.head(x, batch, t, opts.lastOnly ?? false);
   }
 
@@ -240,8 +270,8 @@ export class LlamaModel {
       rows = batch;
     }
     const hn = new Float32Array(rows * dim);
-    this.backend.rmsnorm(h, this.params.norm, hn, rows, dim, c.rmsNormEps);
-    return linear(this.backend, hn, this.params.lmHead, undefined, rows, dim, c.vocabSize); // (rows, V)
+    this.backend.rmsnorm(h, this.params.norm, hn, rows, dim, c.rmsNormEps, c.normOffset);
+    return softcapLogits(linear(this.backend, hn, this.params.lmHead, undefined, rows, dim, c.vocabSize), c.finalLogitSoftcap); // (rows, V)
   }
 
   /** Number of stored parameters (tied embeddings counted once; head-shared weights once). */

@@ -16,7 +16,10 @@ import { HalfWeight, type Weight } from '../tensor/weight.js';
 import { EchoattError } from '../errors.js';
 import type { MlpParams } from '../nn/layers.js';
 
-/** One layer's tensors. Attention projections are absent where the layer's kind has none (an echo layer's q/k). */
+/**
+ * One layer's tensors. Attention projections are absent where the layer's kind has none (an echo layer's q/k, a
+ * dropped layer's q/k/v/o), norms where the family has none (q/k norms outside Qwen3 / Gemma 3).
+ */
 export interface LlamaLayerParams extends MlpParams {
   inputNorm: Float32Array; // (dim)
   wq?: Weight; // (H·D, dim), or (own·G·D, dim) for a head-shared layer
@@ -26,7 +29,12 @@ export interface LlamaLayerParams extends MlpParams {
   bq?: Float32Array;
   bk?: Float32Array;
   bv?: Float32Array;
-  postNorm: Float32Array; // (dim)
+  qNorm?: Float32Array; // (D)
+  kNorm?: Float32Array; // (D)
+  /** Llama: the MLP's input norm; Gemma: the attention output's norm. */
+  postNorm?: Float32Array; // (dim)
+  preFfnNorm?: Float32Array; // (dim)
+  postFfnNorm?: Float32Array; // (dim)
 }
 
 /** Matrices may be half precision (kept as loaded); norms and biases are always f32. */

@@ -16,8 +16,9 @@ import type { KVCache } from './kvcache.js';
 import type { InferenceModel } from './inference-ops.js';
 import type { BiasKey, DecoderOps, MatrixKey } from './decoder.js';
 import type { Run } from './attention-kinds.js';
-import type { LayerKey } from './tensor-spec.js';
+import type { LayerKey, NormKey } from './tensor-spec.js';
 import { runDecoder } from './decoder.js';
+import { layerRope, layerTensor, normShape, outputBlocks, projectionBlocks, softcapLogits, type RunBlock } from './layer-compute.js';
 import { NONE, ProgramBuilder, type Ref, type StepRunner } from '../backend/program.js';
 import { requireF32, type Weight } from '../tensor/weight.js';
 import { ShapeError } from '../errors.js';
@@ -42,9 +43,7 @@ class ProgramOps implements DecoderOps<Ref> {
   }
 
   private w(l: number, key: LayerKey): Weight {
-    const a = this.m.params.layers[l][key];
-    if (!a) throw new ShapeError('forward', `layer ${l} has no ${key} (its attention kind is ${this.c.attention[l].kind})`);
-    return a;
+    return layerTensor<Weight>(this.c, this.m.params.layers, l, key, 'forward');
   }
 
   /** `y = x · Wᵀ (+ bias)` as `nn/layers.ts linear` computes one row. */
@@ -64,15 +63,23 @@ class ProgramOps implements DecoderOps<Ref> {
     return x;
   }
 
-  rmsnorm(x: Ref, l: number, key: 'inputNorm' | 'postNorm'): Ref {
-    this.layer = l;
-    this.b.label = `layer ${l} ${key}`;
-    return this.norm(x, this.w(l, key) as Float32Array);
+  scale(x: Ref, alpha: number): Ref {
+    this.b.emit('scale', x, x, this.c.hiddenSize, alpha);
+    return x;
   }
 
-  norm(x: Ref, w: Float32Array): Ref {
-    const out = this.b.scratch(this.c.hiddenSize);
-    this.b.emit('rmsnorm', x, this.b.ref(w), out, 1, this.c.hiddenSize, this.c.rmsNormEps, 0);
+  /** Hidden-size norms write a fresh buffer; per-head q/k norms run in place. */
+  norm(x: Ref, l: number, key: NormKey): Ref {
+    this.layer = l;
+    this.b.label = `layer ${l} ${key}`;
+    const head = key === 'qNorm' || key === 'kNorm';
+    return this.rmsnorm(x, this.w(l, key) as Float32Array, key, head ? x : undefined);
+  }
+
+  /** RMSNorm of one token (`key` says its rows and width); also the final norm. */
+  rmsnorm(x: Ref, w: Float32Array, key: NormKey, out: Ref = this.b.scratch(this.c.hiddenSize)): Ref {
+    const { rows, dim } = normShape(this.c, key, 1);
+    this.b.emit('rmsnorm', x, this.b.ref(w), out, rows, dim, this.c.rmsNormEps, this.c.normOffset);
     return out;
   }
 
@@ -82,39 +89,34 @@ class ProgramOps implements DecoderOps<Ref> {
   }
 
   /** As `linearRuns` for one row: full-width runs by accumulating matvec, the rest by GEMM with beta 1. */
-  private runs(x: Ref, runs: readonly { w: Float32Array; wOff: number; ldw: number; xOff: number; k: number; yOff: number; n: number; bias?: Float32Array; bOff: number }[], xCols: number, outDim: number): Ref {
+  private runs(x: Ref, blocks: readonly RunBlock<Weight>[], xCols: number, outDim: number): Ref {
     const b = this.b;
     const y = b.scratch(outDim);
     b.emit('zero', y, outDim);
-    for (const r of runs) {
+    for (const r of blocks) {
+      const w = requireF32(r.w, 'head-shared model');
       const yr = { array: y.array, offset: y.offset + r.yOff };
-      if (r.xOff === 0 && r.k === xCols && r.ldw === r.k) b.emit('matvec', b.ref(r.w, r.wOff), x, yr, r.n, r.k, 1);
-      else b.emit('gemvAdd', { array: x.array, offset: x.offset + r.xOff }, b.ref(r.w, r.wOff), yr, r.n, r.k, xCols, r.ldw, outDim);
-      if (r.bias) b.emit('add', yr, b.ref(r.bias, r.bOff), yr, r.n);
+      if (r.xOff === 0 && r.k === xCols && r.ldw === r.k) b.emit('matvec', b.ref(w, r.wOff), x, yr, r.n, r.k, 1);
+      else b.emit('gemvAdd', { array: x.array, offset: x.offset + r.xOff }, b.ref(w, r.wOff), yr, r.n, r.k, xCols, r.ldw, outDim);
+      if (r.bias) b.emit('add', yr, b.ref(r.bias as Float32Array, r.bOff), yr, r.n);
     }
     return y;
   }
 
   projectRuns(x: Ref, runs: readonly Run[], key: 'wq' | 'wk' | 'wv', bias: BiasKey | null, heads: number): Ref {
-    const { hiddenSize: dim, headDim: D } = this.c;
     this.b.label = `layer ${this.layer} ${key}`;
-    return this.runs(x, runs.map((r) => ({
-      w: requireF32(this.w(r.srcLayer, key), 'head-shared model'), wOff: r.block * D * dim, ldw: dim, xOff: 0, k: dim,
-      yOff: r.h0 * D, n: r.count * D, bias: bias ? this.m.params.layers[r.srcLayer][bias] : undefined, bOff: r.block * D,
-    })), dim, heads * D);
+    const blocks = projectionBlocks<Weight>(this.c, this.m.params.layers, runs, key, bias, 'forward');
+    return this.runs(x, blocks, this.c.hiddenSize, heads * this.c.headDim);
   }
 
   outRuns(att: Ref, runs: readonly Run[]): Ref {
     const { hiddenSize: dim, numHeads: H, headDim: D } = this.c;
     this.b.label = `layer ${this.layer} wo`;
-    return this.runs(att, runs.map((r) => {
-      const wo = requireF32(this.w(r.srcLayer, 'wo'), 'head-shared model');
-      return { w: wo, wOff: r.block * D, ldw: wo.length / dim, xOff: r.h0 * D, k: r.count * D, yOff: 0, n: dim, bOff: 0 };
-    }), H * D, dim);
+    return this.runs(att, outputBlocks<Weight>(this.c, this.m.params.layers, runs, 'forward'), H * D, dim);
   }
 
-  rope(x: Ref, heads: number): Ref {
-    const { rope } = this.m;
+  rope(x: Ref, l: number, heads: number): Ref {
+    const rope = layerRope(this.c, this.m, l);
     this.b.emit('rope', x, heads, this.c.headDim, this.c.ropeStyle === 'half' ? 1 : 0, this.b.ref(rope.cos), this.b.ref(rope.sin));
     return x;
   }
@@ -132,7 +134,7 @@ class ProgramOps implements DecoderOps<Ref> {
     const vc = this.store(v, this.cache.v[l], l, 'V');
     const out = this.b.scratch(H * D);
     const probs = keepProbs ? this.b.scratch(this.probsSize) : NONE;
-    this.b.emit('attend', q, this.b.ref(kc), this.b.ref(vc), out, probs, H, Hkv, D, 1 / Math.sqrt(D), this.kvStride, 0);
+    this.b.emit('attend', q, this.b.ref(kc), this.b.ref(vc), out, probs, H, Hkv, D, this.c.attnScale, this.kvStride, this.c.layerWindows[l]);
     return { out, probs: keepProbs ? probs : null };
   }
 
@@ -152,8 +154,8 @@ class ProgramOps implements DecoderOps<Ref> {
     return x;
   }
 
-  siluMul(gate: Ref, up: Ref): Ref {
-    this.b.emit('siluMul', gate, up, gate, this.c.intermediateSize);
+  gatedAct(gate: Ref, up: Ref): Ref {
+    this.b.emit(this.c.hiddenAct === 'silu' ? 'siluMul' : 'geluMul', gate, up, gate, this.c.intermediateSize);
     return gate;
   }
 
@@ -181,7 +183,7 @@ export function compileDecodeStep(model: InferenceModel, cache: KVCache): Decode
   const { x } = runDecoder(c, ops, new Int32Array(1));
   const logits = new Float32Array(c.vocabSize);
   b.label = 'head';
-  ops.linearWeight(ops.norm(x, model.params.norm), model.params.lmHead, undefined, c.hiddenSize, c.vocabSize, b.ref(logits));
+  ops.linearWeight(ops.rmsnorm(x, model.params.norm, 'inputNorm'), model.params.lmHead, undefined, c.hiddenSize, c.vocabSize, b.ref(logits));
   const program = b.finish({ maxPos: Math.min(cache.capacity, model.rope.maxPos), vocab: c.vocabSize });
   const runner: StepRunner = model.backend.stepProgram(program);
   return {
@@ -189,7 +191,7 @@ export function compileDecodeStep(model: InferenceModel, cache: KVCache): Decode
     run(token: number): Float32Array {
       runner(token, cache.length);
       cache.advance(1);
-      return logits;
+      return softcapLogits(logits, c.finalLogitSoftcap);
     },
   };
 }

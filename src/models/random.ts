@@ -10,7 +10,7 @@
  */
 import type { LlamaConfig } from './config.js';
 import { configFromJson } from './config.js';
-import { tensorSpecs } from './tensor-spec.js';
+import { tensorSpecs, type NormKey } from './tensor-spec.js';
 import type { StoredTensor } from '../tensor/tensor.js';
 import type { DType } from '../tensor/dtype.js';
 import { f32ToBf16, f32ToF16 } from '../tensor/dtype.js';
@@ -53,6 +53,8 @@ function fillUniform(out: Float32Array, a: number, seed: number): void {
   }
 }
 
+const NORM_KEYS: ReadonlySet<string> = new Set<NormKey>(['inputNorm', 'postNorm', 'preFfnNorm', 'postFfnNorm', 'qNorm', 'kNorm']);
+
 export function randomLlamaWeights(cfg: Readonly<LlamaConfig>, opts: { seed?: number; dtype?: DType } = {}): Map<string, StoredTensor> {
   const dtype = opts.dtype ?? 'f32';
   let seed = opts.seed ?? 1;
@@ -60,7 +62,8 @@ export function randomLlamaWeights(cfg: Readonly<LlamaConfig>, opts: { seed?: nu
   for (const { name, key, shape, rule } of tensorSpecs(cfg)) {
     const n = shape.reduce((x, y) => x * y, 1);
     const f = new Float32Array(n);
-    if (key === 'inputNorm' || key === 'postNorm' || key === 'norm') f.fill(1);
+    // Norm scales start at 1: `w = 1`, or `w = 0` where the family scales by `1 + w` (Gemma).
+    if (key === 'norm' || NORM_KEYS.has(key)) f.fill(1 - cfg.normOffset);
     else {
       const fanIn = key === 'embed' ? 1 : shape[shape.length - 1];
       fillUniform(f, Math.sqrt(3 / fanIn) * (rule === 'vector' ? 0.1 : 1), (seed = (seed * 1664525 + 1013904223) >>> 0));

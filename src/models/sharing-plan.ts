@@ -17,9 +17,14 @@
  * an entry reuses head `h` for head `h`. Version-1 files (no `heads`) keep loading; a plan without head maps is
  * written as version 1.
  *
+ * `dropped` (version 3, optional): layers whose attention is removed altogether (output 0, no q/k/v/o, no cache;
+ * the "attention drop" baseline of arXiv 2407.15516). A plan with dropped layers is written as version 3, so an older
+ * echoatt refuses it instead of expecting those layers' projections.
+ *
  * Rules, checked by {@link validatePlan} against a model: layer indices are integers in `[0, numLayers)`; every
  * shared layer comes after its anchor; a layer is shared at most once; an anchor is never itself shared (it must
- * compute its own attention); a head map names a shared layer of its group and has one anchor head per query head.
+ * compute its own attention); a head map names a shared layer of its group and has one anchor head per query head;
+ * a dropped layer is neither an anchor nor shared, and is listed once.
  */
 import fs from 'node:fs';
 import { PlanError } from '../errors.js';
@@ -33,9 +38,11 @@ export interface PlanGroup {
 
 export interface SharingPlan {
   readonly format: 'echoatt-plan';
-  readonly version: 1 | 2;
+  readonly version: 1 | 2 | 3;
   readonly strategy: string;
   readonly groups: readonly PlanGroup[];
+  /** Layers whose attention is dropped (version 3). */
+  readonly dropped?: readonly number[];
   readonly note?: string;
 }
 
@@ -50,18 +57,20 @@ export function parsePlan(json: unknown, where: string): SharingPlan {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new PlanError(where, 'plan must be a JSON object');
   const o = json as Record<string, unknown>;
   if (o.format !== undefined && o.format !== 'echoatt-plan') throw new PlanError(where, `field 'format' must be "echoatt-plan", got ${JSON.stringify(o.format)}`);
-  if (o.version !== undefined && o.version !== 1 && o.version !== 2) {
-    throw new PlanError(where, `unsupported plan version ${JSON.stringify(o.version)} (this echoatt reads versions 1 and 2)`);
+  if (o.version !== undefined && o.version !== 1 && o.version !== 2 && o.version !== 3) {
+    throw new PlanError(where, `unsupported plan version ${JSON.stringify(o.version)} (this echoatt reads versions 1 to 3)`);
   }
   if (o.strategy !== undefined && typeof o.strategy !== 'string') throw new PlanError(where, `field 'strategy' must be a string`);
   if (o.note !== undefined && typeof o.note !== 'string') throw new PlanError(where, `field 'note' must be a string`);
   if (!Array.isArray(o.groups)) throw new PlanError(where, `field 'groups' must be an array of {anchor, shared}`);
   const groups = o.groups.map((g, i) => parseGroup(g, `groups[${i}]`, where, o.version === 1));
+  const dropped = parseDropped(o.dropped, where, o.version);
   return Object.freeze({
     format: 'echoatt-plan',
-    version: groups.some((g) => g.heads) ? 2 : 1,
+    version: dropped ? 3 : groups.some((g) => g.heads) ? 2 : 1,
     strategy: (o.strategy as string | undefined) ?? 'manual',
     groups: Object.freeze(groups),
+    ...(dropped ? { dropped } : {}),
     ...(o.note !== undefined ? { note: o.note as string } : {}),
   });
 }
@@ -87,6 +96,13 @@ function parseGroup(g: unknown, at: string, where: string, v1: boolean): PlanGro
     heads[String(Number(k))] = Object.freeze([...v]);
   }
   return Object.freeze({ anchor: gg.anchor, shared, ...(Object.keys(heads).length ? { heads: Object.freeze(heads) } : {}) });
+}
+
+function parseDropped(d: unknown, where: string, version: unknown): readonly number[] | null {
+  if (d === undefined || (Array.isArray(d) && d.length === 0)) return null;
+  if (version === 1 || version === 2) throw new PlanError(where, `field 'dropped' needs plan version 3 (the file says version ${version})`);
+  if (!Array.isArray(d) || !d.every(isIndex)) throw new PlanError(where, `field 'dropped' must be an array of layer indices, got ${JSON.stringify(d)}`);
+  return Object.freeze([...d].sort((a, b) => a - b));
 }
 
 function isIndex(v: unknown): v is number {
@@ -120,6 +136,14 @@ export function validatePlan(plan: SharingPlan, dims: number | PlanDims, where =
       if (bad !== undefined) problems.push(`groups[${i}].heads.${k} names anchor head ${bad} (the model has heads 0..${numHeads - 1})`);
     }
   });
+  const seen = new Set<number>();
+  for (const d of plan.dropped ?? []) {
+    if (d >= numLayers) problems.push(`dropped layer ${d} does not exist (model has ${numLayers})`);
+    if (seen.has(d)) problems.push(`layer ${d} is dropped twice`);
+    if (anchors.has(d)) problems.push(`layer ${d} is dropped and is an anchor other layers echo`);
+    if (sharedBy.has(d)) problems.push(`layer ${d} is dropped and also shared (groups[${sharedBy.get(d)}])`);
+    seen.add(d);
+  }
   for (const a of anchors) {
     if (sharedBy.has(a)) problems.push(`layer ${a} is an anchor and also shared (groups[${sharedBy.get(a)}]); an anchor must compute its own attention`);
   }
@@ -140,9 +164,9 @@ export function planHeads(plan: SharingPlan, l: number): readonly number[] | nul
 }
 
 /** Build a plan object (sorted, frozen) from groups. */
-export function makePlan(strategy: string, groups: readonly PlanGroup[], note?: string): SharingPlan {
-  const version = groups.some((g) => g.heads && Object.keys(g.heads).length) ? 2 : 1;
-  return parsePlan({ format: 'echoatt-plan', version, strategy, groups, ...(note ? { note } : {}) }, `${strategy} plan`);
+export function makePlan(strategy: string, groups: readonly PlanGroup[], note?: string, dropped: readonly number[] = []): SharingPlan {
+  const version = dropped.length ? 3 : groups.some((g) => g.heads && Object.keys(g.heads).length) ? 2 : 1;
+  return parsePlan({ format: 'echoatt-plan', version, strategy, groups, ...(dropped.length ? { dropped } : {}), ...(note ? { note } : {}) }, `${strategy} plan`);
 }
 
 /** Layers a plan shares, ascending. */

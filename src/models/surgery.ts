@@ -14,20 +14,27 @@ import { withSharing } from './config.js';
 import type { LlamaConfig } from './config.js';
 import { LlamaModel } from './llama.js';
 import type { LlamaLayerParams } from './params.js';
+import { layerTensorSpecs, type LayerKey } from './tensor-spec.js';
 import { headLayout, type HeadMap } from './head-map.js';
 import type { SharingPlan } from './sharing-plan.js';
 import type { Backend } from '../backend/backend.js';
 import { requireF32 } from '../tensor/weight.js';
 import { HeadMapError, PlanError } from '../errors.js';
 
-/** `model` with `plan` (replacing any plan it had): echo layers lose q_proj/k_proj; the rest is shared. */
+/**
+ * `model` with `plan` (replacing any plan it had): each layer keeps exactly the tensors its new kind stores (echo
+ * layers lose q/k and their norms, dropped layers their whole attention); arrays are shared, not copied.
+ */
 export function withPlan(model: LlamaModel, plan: SharingPlan | null, backend: Backend = model.backend): LlamaModel {
   const config = withSharing(model.config, { plan, headMap: model.headMap }, 'plan');
   const layers = model.params.layers.map((lp, l): LlamaLayerParams => {
-    if (config.attention[l].kind !== 'echo') return { ...lp };
-    if (model.config.attention[l].kind !== 'echo' && !lp.wq) throw new PlanError('plan', `layer ${l} has no q/k projections to drop`);
-    const { wq: _q, wk: _k, bq: _bq, bk: _bk, ...rest } = lp;
-    return rest;
+    const out: Partial<Record<LayerKey, unknown>> = {};
+    for (const { key } of layerTensorSpecs(config, l)) {
+      const w = lp[key as LayerKey];
+      if (!w) throw new PlanError('plan', `layer ${l} has no ${key} for its new kind '${config.attention[l].kind}' (it was '${model.config.attention[l].kind}')`);
+      out[key as LayerKey] = w;
+    }
+    return out as unknown as LlamaLayerParams;
   });
   return new LlamaModel(config, { ...model.params, layers }, backend);
 }

@@ -24,11 +24,11 @@ import { requireF32 } from '../tensor/weight.js';
 import { ShapeError } from '../errors.js';
 import type { LlamaModel } from './llama.js';
 import type { LlamaConfig } from './config.js';
-import { tensorSpecs, type LayerKey } from './tensor-spec.js';
+import { tensorSpecs, type LayerKey, type NormKey } from './tensor-spec.js';
 import { paramOf } from './params.js';
 import { runDecoder, type BiasKey, type DecoderOps, type MatrixKey } from './decoder.js';
 import type { Run } from './attention-kinds.js';
-import type { RopeTables } from './rope.js';
+import { layerRope, layerTensor, normShape, outputBlocks, projectionBlocks, type ModelRopes, type RunBlock } from './layer-compute.js';
 
 export interface ModelParams {
   embed: Param;
@@ -90,11 +90,11 @@ export function forwardTrain(model: LlamaModel, params: ModelParams, ids: Int32A
   }
   const t = ids.length / batch;
   if (t > c.maxPositions) throw new ShapeError('forwardTrain', `sequence length ${t} exceeds max_position_embeddings ${c.maxPositions}`);
-  const ops = new TapeOps(c, model.backend, model.rope, params, opts.tape ?? null, batch, t);
+  const ops = new TapeOps(c, model.backend, model, params, opts.tape ?? null, batch, t);
   const { x, hidden } = runDecoder(c, ops, ids, { hiddenLayers: opts.hiddenLayers });
-  const xf = ops.apply(OPS.rmsnorm, { x, w: params.norm, rows: batch * t, dim: c.hiddenSize, eps: c.rmsNormEps });
+  const xf = ops.apply(OPS.rmsnorm, { x, w: params.norm, rows: batch * t, dim: c.hiddenSize, eps: c.rmsNormEps, wOffset: c.normOffset });
   const logits = ops.apply(OPS.linear, { x: xf, w: params.lmHead, rows: batch * t, inDim: c.hiddenSize, outDim: c.vocabSize });
-  return { logits, hidden };
+  return { logits: c.finalLogitSoftcap === null ? logits : ops.apply(OPS.softcap, { x: logits, cap: c.finalLogitSoftcap }), hidden };
 }
 
 /** {@link DecoderOps} over Vars: every op goes through `apply`, so it is recorded when a tape is given. */
@@ -103,7 +103,7 @@ export class TapeOps implements DecoderOps<Var> {
   private readonly pos: Int32Array;
 
   constructor(
-    private readonly c: Readonly<LlamaConfig>, private readonly be: Backend, private readonly ropeT: RopeTables,
+    private readonly c: Readonly<LlamaConfig>, private readonly be: Backend, private readonly ropes: ModelRopes,
     private readonly params: ModelParams, private readonly tape: Tape | null, private readonly batch: number, private readonly t: number,
   ) {
     this.n = batch * t;
@@ -116,17 +116,20 @@ export class TapeOps implements DecoderOps<Var> {
   }
 
   private p(l: number, key: LayerKey): Param {
-    const p = this.params.layers[l][key];
-    if (!p) throw new ShapeError('forwardTrain', `layer ${l} has no ${key} (its attention kind is ${this.c.attention[l].kind})`);
-    return p;
+    return layerTensor(this.c, this.params.layers, l, key, 'forwardTrain');
   }
 
   embed(ids: Int32Array): Var {
     return this.apply(OPS.embedding, { table: this.params.embed, ids, vocab: this.c.vocabSize, dim: this.c.hiddenSize });
   }
 
-  rmsnorm(x: Var, l: number, key: 'inputNorm' | 'postNorm'): Var {
-    return this.apply(OPS.rmsnorm, { x, w: this.p(l, key), rows: this.n, dim: this.c.hiddenSize, eps: this.c.rmsNormEps });
+  scale(x: Var, alpha: number): Var {
+    return this.apply(OPS.scale, { x, alpha });
+  }
+
+  norm(x: Var, l: number, key: NormKey): Var {
+    const { rows, dim } = normShape(this.c, key, this.n);
+    return this.apply(OPS.rmsnorm, { x, w: this.p(l, key), rows, dim, eps: this.c.rmsNormEps, wOffset: this.c.normOffset });
   }
 
   linear(x: Var, l: number, key: MatrixKey, bias: BiasKey | null, inDim: number, outDim: number): Var {
@@ -136,24 +139,18 @@ export class TapeOps implements DecoderOps<Var> {
 
   projectRuns(x: Var, runs: readonly Run[], key: 'wq' | 'wk' | 'wv', bias: BiasKey | null, heads: number): Var {
     const { hiddenSize: dim, headDim: D } = this.c;
-    const rv = runs.map((r): LinearRunVar => ({
-      w: this.p(r.srcLayer, key), wOff: r.block * D * dim, ldw: dim, xOff: 0, k: dim, yOff: r.h0 * D, n: r.count * D,
-      b: bias ? this.params.layers[r.srcLayer][bias] : undefined, bOff: r.block * D,
-    }));
+    const rv = varRuns(projectionBlocks(this.c, this.params.layers, runs, key, bias, 'forwardTrain'));
     return this.apply(OPS.linearRuns, { x, runs: rv, rows: this.n, xCols: dim, outDim: heads * D });
   }
 
   outRuns(att: Var, runs: readonly Run[]): Var {
     const { hiddenSize: dim, numHeads: H, headDim: D } = this.c;
-    const rv = runs.map((r): LinearRunVar => {
-      const wo = this.p(r.srcLayer, 'wo');
-      return { w: wo, wOff: r.block * D, ldw: wo.data.length / dim, xOff: r.h0 * D, k: r.count * D, yOff: 0, n: dim };
-    });
+    const rv = varRuns(outputBlocks(this.c, this.params.layers, runs, 'forwardTrain'));
     return this.apply(OPS.linearRuns, { x: att, runs: rv, rows: this.n, xCols: H * D, outDim: dim });
   }
 
-  rope(x: Var, heads: number): Var {
-    const { cos, sin } = this.ropeT;
+  rope(x: Var, l: number, heads: number): Var {
+    const { cos, sin } = layerRope(this.c, this.ropes, l);
     return this.apply(OPS.rope, { x, nHeads: heads, pos: this.pos, cos, sin, nTok: this.n, headDim: this.c.headDim, style: this.c.ropeStyle });
   }
 
@@ -161,8 +158,8 @@ export class TapeOps implements DecoderOps<Var> {
     return { batch: this.batch, t: this.t, nHeads: this.c.numHeads, nKvHeads: this.c.numKvHeads, headDim: this.c.headDim };
   }
 
-  attend(_l: number, q: Var, k: Var, v: Var, keepProbs: boolean): { out: Var; probs: Var | null } {
-    const r = this.apply(OPS.attention, { q, k, v, ...this.shape, scale: 1 / Math.sqrt(this.c.headDim), keepProbs });
+  attend(l: number, q: Var, k: Var, v: Var, keepProbs: boolean): { out: Var; probs: Var | null } {
+    const r = this.apply(OPS.attention, { q, k, v, ...this.shape, scale: this.c.attnScale, window: this.c.layerWindows[l], keepProbs });
     return { out: r.out, probs: keepProbs ? r.probs : null };
   }
 
@@ -175,11 +172,16 @@ export class TapeOps implements DecoderOps<Var> {
     return this.apply(OPS.add, { a: x, b: y });
   }
 
-  siluMul(gate: Var, up: Var): Var {
-    return this.apply(OPS.siluMul, { gate, up });
+  gatedAct(gate: Var, up: Var): Var {
+    return this.apply(this.c.hiddenAct === 'silu' ? OPS.siluMul : OPS.geluTanhMul, { gate, up });
   }
 
   keep(x: Var): Var {
     return x;
   }
+}
+
+/** Head-run blocks as the `linearRuns` op takes them (the bias under `b`). */
+function varRuns(blocks: readonly RunBlock<Param>[]): LinearRunVar[] {
+  return blocks.map(({ bias, ...r }) => ({ ...r, b: bias }));
 }

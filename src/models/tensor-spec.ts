@@ -12,9 +12,14 @@
  * ```
  */
 import type { LlamaConfig } from './config.js';
+import { attentionRows } from './attention-kinds.js';
 
 /** The tensors of one decoder layer, by role. */
-export type LayerKey = 'inputNorm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'postNorm' | 'wGate' | 'wUp' | 'wDown';
+export type LayerKey =
+  | 'inputNorm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'qNorm' | 'kNorm'
+  | 'postNorm' | 'preFfnNorm' | 'postFfnNorm' | 'wGate' | 'wUp' | 'wDown';
+/** The norms of a layer (f32 vectors): over `hiddenSize`, or over `headDim` for the per-head q/k norms. */
+export type NormKey = 'inputNorm' | 'postNorm' | 'preFfnNorm' | 'postFfnNorm' | 'qNorm' | 'kNorm';
 export type GlobalKey = 'embed' | 'norm' | 'lmHead';
 
 export interface TensorSpec {
@@ -35,7 +40,11 @@ const SUFFIX: Readonly<Record<LayerKey, string>> = {
   bq: 'self_attn.q_proj.bias',
   bk: 'self_attn.k_proj.bias',
   bv: 'self_attn.v_proj.bias',
+  qNorm: 'self_attn.q_norm.weight',
+  kNorm: 'self_attn.k_norm.weight',
   postNorm: 'post_attention_layernorm.weight',
+  preFfnNorm: 'pre_feedforward_layernorm.weight',
+  postFfnNorm: 'post_feedforward_layernorm.weight',
   wGate: 'mlp.gate_proj.weight',
   wUp: 'mlp.up_proj.weight',
   wDown: 'mlp.down_proj.weight',
@@ -55,35 +64,37 @@ export function layerTensorNames(layer: number): Readonly<Record<LayerKey, strin
   return out;
 }
 
-/** Query-head rows and K/V rows of a layer's attention projections, and whether q/k exist (per kind). */
-function attentionRows(cfg: Readonly<LlamaConfig>, layer: number): { q: number; kv: number; qk: boolean } {
-  const G = cfg.numHeads / cfg.numKvHeads;
-  const D = cfg.headDim;
-  const kind = cfg.attention[layer];
-  if (kind.kind === 'echo') return { q: cfg.numHeads * D, kv: cfg.numKvHeads * D, qk: false };
-  if (kind.kind === 'headShared') return { q: kind.ownGroups * G * D, kv: kind.ownGroups * D, qk: true };
-  return { q: cfg.numHeads * D, kv: cfg.numKvHeads * D, qk: true };
-}
-
-/** The tensors of layer `layer`, in checkpoint order. Zero-row projections (a head-shared layer owning no group) are left out. */
+/**
+ * The tensors of layer `layer`, in checkpoint order, as its attention kind and the family say: q/k (with their
+ * biases and norms) only where the kind computes scores, v/o and the input norm only where it has attention at all; Gemma's norms
+ * around both sublayers' outputs (the post-attention one only where there is an attention output to normalise).
+ * Zero-row projections (a head-shared layer owning no group) are left out.
+ */
 export function layerTensorSpecs(cfg: Readonly<LlamaConfig>, layer: number): TensorSpec[] {
   const d = cfg.hiddenSize;
   const ff = cfg.intermediateSize;
-  const { q, kv, qk } = attentionRows(cfg, layer);
+  const { q, kv, qk, vo } = attentionRows(cfg, cfg.attention[layer]);
   const m = (key: LayerKey, shape: number[]): TensorSpec => ({ name: tensorName(layer, key), layer, key, shape, rule: 'matrix' });
   const v = (key: LayerKey, n: number): TensorSpec => ({ name: tensorName(layer, key), layer, key, shape: [n], rule: 'vector' });
   const attn: TensorSpec[] = [];
   if (qk) attn.push(m('wq', [q, d]), m('wk', [kv, d]));
-  attn.push(m('wv', [kv, d]));
+  if (vo) attn.push(m('wv', [kv, d]));
   if (cfg.attentionBias) {
     if (qk) attn.push(v('bq', q), v('bk', kv));
-    attn.push(v('bv', kv));
+    if (vo) attn.push(v('bv', kv));
   }
-  attn.push(m('wo', [d, q]));
+  if (vo) attn.push(m('wo', [d, q]));
+  if (qk && cfg.qkNorm) attn.push(v('qNorm', cfg.headDim), v('kNorm', cfg.headDim));
+  const norms: TensorSpec[] = [];
+  if (!cfg.sandwichNorms) norms.push(v('postNorm', d));
+  else {
+    if (vo) norms.push(v('postNorm', d));
+    norms.push(v('preFfnNorm', d), v('postFfnNorm', d));
+  }
   return [
-    v('inputNorm', d),
+    ...(vo ? [v('inputNorm', d)] : []),
     ...attn.filter((t) => t.shape[0] > 0 && t.shape[t.shape.length - 1] > 0),
-    v('postNorm', d),
+    ...norms,
     m('wGate', [ff, d]),
     m('wUp', [ff, d]),
     m('wDown', [d, ff]),

@@ -18,6 +18,7 @@ export function attention(be: Backend, p: AttentionParams): void {
     be.attention(p);
     return;
   }
+  const window = p.window ?? 0;
   const group = H / Hkv;
   const kvStride = p.kvBatchStride ?? s * Hkv * D;
   const scratch = new Float32Array(group * Math.min(BLOCK, tq) * s);
@@ -26,24 +27,28 @@ export function attention(be: Backend, p: AttentionParams): void {
       const h0 = kh * group;
       for (let r0 = 0; r0 < tq; r0 += BLOCK) {
         const rows = Math.min(BLOCK, tq - r0);
-        const cols = Math.min(s, qPos0 + r0 + rows); // keys visible to the block's last row
+        // Keys [lo, lo + cols): from the first key the block's first row sees (sliding window) to the last row's.
+        const lo = window > 0 ? Math.max(0, qPos0 + r0 - window + 1) : 0;
+        const cols = Math.min(s, qPos0 + r0 + rows) - lo;
+        const kvOff = b * kvStride + lo * Hkv * D + kh * D;
         const sc = scratch.subarray(0, group * rows * cols); // (group, rows, cols)
         // The query heads of one KV group share K and V: one batched GEMM over the group (A_i = head h0 + i,
         // B broadcast) instead of one call per head.
         be.gemm({
           m: rows, n: cols, k: D, alpha: scale, transB: true, batch: group,
           a: q, aOff: ((b * tq + r0) * H + h0) * D, lda: H * D, strideA: D,
-          b: k, bOff: b * kvStride + kh * D, ldb: Hkv * D, strideB: 0,
+          b: k, bOff: kvOff, ldb: Hkv * D, strideB: 0,
           c: sc, ldc: cols, strideC: rows * cols,
         });
+        if (window > 0) maskBeforeWindow(sc, group * rows, rows, cols, qPos0 + r0 - lo - window + 1);
         for (let i = 0; i < group; i++) {
           const si = sc.subarray(i * rows * cols, (i + 1) * rows * cols);
-          be.softmax(si, si, rows, cols, qPos0 + r0);
+          be.softmax(si, si, rows, cols, qPos0 + r0 - lo);
         }
         be.gemm({
           m: rows, n: D, k: cols, batch: group,
           a: sc, lda: cols, strideA: rows * cols,
-          b: v, bOff: b * kvStride + kh * D, ldb: Hkv * D, strideB: 0,
+          b: v, bOff: kvOff, ldb: Hkv * D, strideB: 0,
           c: out, cOff: ((b * tq + r0) * H + h0) * D, ldc: H * D, strideC: D,
         });
         if (probs) {
@@ -51,13 +56,25 @@ export function attention(be: Backend, p: AttentionParams): void {
             for (let r = 0; r < rows; r++) {
               const o = ((b * H + h0 + i) * tq + r0 + r) * s;
               const src = (i * rows + r) * cols;
-              probs.set(sc.subarray(src, src + cols), o);
-              probs.fill(0, o + cols, o + s);
+              probs.fill(0, o, o + lo);
+              probs.set(sc.subarray(src, src + cols), o + lo);
+              probs.fill(0, o + lo + cols, o + s);
             }
           }
         }
       }
     }
+  }
+}
+
+/**
+ * Scores of keys that slid out of a query's window become −∞ (so softmax gives them exactly 0): in each of the
+ * `n` rows (`rows` rows per head), row `r` drops its first `first + r` columns.
+ */
+function maskBeforeWindow(sc: Float32Array, n: number, rows: number, cols: number, first: number): void {
+  for (let i = 0; i < n; i++) {
+    const drop = Math.min(cols, first + (i % rows));
+    if (drop > 0) sc.fill(-Infinity, i * cols, i * cols + drop);
   }
 }
 

@@ -81,9 +81,9 @@ export function validateHeadShareOptions(opts: { shareRate?: unknown; strategy?:
   return { shareRate: r, strategy: strategy as HeadShareStrategy, count };
 }
 
-/** Layers whose units can take part in head sharing: those computing their own attention (an echo layer has no q/k). */
+/** Layers whose units can take part in head sharing: those computing their own attention (echo and dropped layers have no q/k). */
 function eligibleLayers(cfg: Pick<LlamaConfig, 'attention'>): number[] {
-  return cfg.attention.flatMap((k, l) => (k.kind === 'echo' ? [] : [l]));
+  return cfg.attention.flatMap((k, l) => (k.kind === 'echo' || k.kind === 'dropped' ? [] : [l]));
 }
 
 /** Units that have an eligible earlier layer to share with. */

@@ -26,6 +26,8 @@ export type AttentionArgs = AttentionShape & {
   k: Var; // (B, T, Hkv, D)
   v: Var; // (B, T, Hkv, D)
   scale: number;
+  /** Sliding window (0 or absent: full causal attention). */
+  window?: number;
   /** Compute `probs` even in inference mode (an anchor whose shared layers need them). */
   keepProbs?: boolean;
 };
@@ -43,7 +45,7 @@ export const attention = defineOp<AttentionArgs, AttentionOut, Saved>({
     const probs = new Var(wantProbs ? new Float32Array(batch * nh * t * t) : new Float32Array(0));
     attentionForward(be, {
       q: a.q.data, k: a.k.data, v: a.v.data, out: out.data, probs: wantProbs ? probs.data : undefined,
-      batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d, qPos0: 0, scale: a.scale,
+      batch, tq: t, s: t, nHeads: nh, nKvHeads: nkv, headDim: d, qPos0: 0, scale: a.scale, window: a.window,
     });
     return { out: { out, probs }, saved: { ...a, out, probs } };
   },

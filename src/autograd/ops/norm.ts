@@ -7,20 +7,22 @@ export type RmsNormArgs = {
   rows: number;
   dim: number;
   eps: number;
+  /** The scale is `w + wOffset` (Gemma: 1); default 0. */
+  wOffset?: number;
 };
 
 export const rmsnorm = defineVarOp<RmsNormArgs>({
   name: 'rmsnorm',
   forward(be, a) {
     const y = new Float32Array(a.rows * a.dim);
-    be.rmsnorm(a.x.data, a.w.data, y, a.rows, a.dim, a.eps);
+    be.rmsnorm(a.x.data, a.w.data, y, a.rows, a.dim, a.eps, a.wOffset ?? 0);
     return y;
   },
   backward(be, s, dy) {
     // The kernel always writes dx and accumulates dw; route unwanted outputs to scratch.
     const dxT = s.x.requiresGrad ? gradTarget(s.x) : { buf: new Float32Array(s.x.data.length), fresh: true };
     const dw = s.w.requiresGrad ? s.w.gradBuffer() : new Float32Array(s.dim);
-    be.rmsnormBackward(s.x.data, s.w.data, dy, dxT.buf, dw, s.rows, s.dim, s.eps);
+    be.rmsnormBackward(s.x.data, s.w.data, dy, dxT.buf, dw, s.rows, s.dim, s.eps, s.wOffset ?? 0);
     if (s.x.requiresGrad) commitGrad(be, s.x, dxT);
   },
 });
