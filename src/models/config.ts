@@ -158,7 +158,7 @@ export function resolveConfig(raw: RawConfig, file: string): Readonly<LlamaConfi
     rmsNormEps: raw.rms_norm_eps ?? 1e-6,
     ropeTheta: raw.rope_theta ?? 10000,
     ropeScaling: resolveRopeScaling(raw.rope_scaling, file),
-    tieWordEmbeddings: raw.tie_word_embeddings ?? false,
+    tieWordEmbeddings: raw.tie_word_embeddings ?? family.tiedByDefault,
     mlpBias: false,
     ropeStyle: raw.rope_interleaved ? 'interleaved' : 'half',
     bosTokenId: raw.bos_token_id,

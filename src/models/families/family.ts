@@ -49,6 +49,8 @@ export interface Family {
   readonly architecture: Architecture;
   /** `model_type` values that name this family when `architectures` is absent. */
   readonly modelTypes: readonly string[];
+  /** `tie_word_embeddings` when config.json leaves it out (transformers' per-family default: true for Gemma). */
+  readonly tiedByDefault: boolean;
   /** llama.cpp's name for the architecture (GGUF `general.architecture`), or null where llama.cpp has none. */
   readonly gguf: string | null;
   resolve(ctx: FamilyContext): FamilyFields;

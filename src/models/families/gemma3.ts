@@ -36,6 +36,7 @@ function slidingLayers(ctx: FamilyContext, f: Fields): boolean[] {
 export const gemma3: Family = {
   architecture: 'Gemma3ForCausalLM',
   modelTypes: ['gemma3_text'],
+  tiedByDefault: true,
   gguf: 'gemma3',
   resolve(ctx) {
     const f = new Fields(ctx.file, ctx.extra);
@@ -45,7 +46,14 @@ export const gemma3: Family = {
     if (f.num('attn_logit_softcapping') !== null) {
       throw new UnsupportedError(ctx.file, 'attn_logit_softcapping', ctx.extra.attn_logit_softcapping, 'attention-score soft-capping (Gemma 2) is not implemented');
     }
+    if (f.bool('use_bidirectional_attention')) {
+      throw new UnsupportedError(ctx.file, 'use_bidirectional_attention', true, 'only causal decoders are implemented');
+    }
     const window = ctx.raw.sliding_window ?? 4096;
+    const ropeLocalTheta = ctx.raw.rope_local_theta ?? f.num('rope_local_base_freq') ?? 10000;
+    const finalLogitSoftcap = f.num('final_logit_softcapping');
+    // These become typed fields, written back by `toHf`; the rest of Gemma's keys stay verbatim in `extra`.
+    for (const k of ['hidden_activation', 'rope_local_base_freq', 'final_logit_softcapping']) delete ctx.extra[k];
     return llamaFields(ctx, {
       hiddenAct: 'geluTanh',
       normOffset: 1,
@@ -54,13 +62,12 @@ export const gemma3: Family = {
       embedScale: embedScale(ctx.raw.hidden_size, ctx.raw.torch_dtype),
       attnScale: 1 / Math.sqrt(f.num('query_pre_attn_scalar') ?? 256),
       layerWindows: slidingLayers(ctx, f).map((s) => (s ? window : 0)),
-      ropeLocalTheta: ctx.raw.rope_local_theta ?? f.num('rope_local_base_freq') ?? 10000,
-      finalLogitSoftcap: f.num('final_logit_softcapping'),
+      ropeLocalTheta,
+      finalLogitSoftcap,
     });
   },
   toHf: (f) => ({
     hidden_activation: 'gelu_pytorch_tanh',
-    sliding_window: Math.max(0, ...f.layerWindows) || null,
     rope_local_base_freq: f.ropeLocalTheta,
     final_logit_softcapping: f.finalLogitSoftcap,
   }),

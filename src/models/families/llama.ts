@@ -19,6 +19,7 @@ export function noAttentionBias(ctx: FamilyContext, architecture: string): void 
 export const llama: Family = {
   architecture: 'LlamaForCausalLM',
   modelTypes: ['llama'],
+  tiedByDefault: false,
   gguf: 'llama',
   resolve(ctx) {
     siluOnly(ctx);
@@ -31,6 +32,7 @@ export const llama: Family = {
 export const mistral: Family = {
   architecture: 'MistralForCausalLM',
   modelTypes: ['mistral'],
+  tiedByDefault: false,
   gguf: 'llama',
   resolve(ctx) {
     siluOnly(ctx);

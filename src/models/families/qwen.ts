@@ -10,6 +10,7 @@ function noSlidingWindow(ctx: FamilyContext, name: string): void {
 export const qwen2: Family = {
   architecture: 'Qwen2ForCausalLM',
   modelTypes: ['qwen2'],
+  tiedByDefault: false,
   gguf: 'qwen2',
   resolve(ctx) {
     siluOnly(ctx);
@@ -22,6 +23,7 @@ export const qwen2: Family = {
 export const qwen3: Family = {
   architecture: 'Qwen3ForCausalLM',
   modelTypes: ['qwen3'],
+  tiedByDefault: false,
   gguf: 'qwen3',
   resolve(ctx) {
     siluOnly(ctx);
