@@ -379,7 +379,7 @@ describe('plan strategies', () => {
   });
 
   test('malformed plan JSON and plans that do not fit the model are PlanErrors', () => {
-    for (const bad of [null, [], { groups: 'x' }, { groups: [{ anchor: -1, shared: [] }] }, { groups: [{ anchor: 0, shared: [1.5] }] }, { version: 3, groups: [] }, { groups: [{ anchor: 0, shared: [1], extra: 1 }] }]) {
+    for (const bad of [null, [], { groups: 'x' }, { groups: [{ anchor: -1, shared: [] }] }, { groups: [{ anchor: 0, shared: [1.5] }] }, { version: 4, groups: [] }, { version: 2, groups: [], dropped: [1] }, { groups: [], dropped: 'x' }, { groups: [{ anchor: 0, shared: [1], extra: 1 }] }]) {
       assert.throws(() => parsePlan(bad, 'bad.json'), PlanError, JSON.stringify(bad));
     }
     assert.throws(() => validatePlan(makePlan('manual', [{ anchor: 3, shared: [2] }]), 8), PlanError);

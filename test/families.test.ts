@@ -22,6 +22,7 @@ import { Tape, apply } from '../src/autograd/tape.js';
 import { OPS } from '../src/autograd/ops/index.js';
 import { getBackend } from '../src/backend/index.js';
 import { UnsupportedError } from '../src/errors.js';
+import { exportGguf } from '../src/export/gguf.js';
 
 const FIXTURES = path.join(repoRoot, 'test', 'fixtures', 'families');
 const NAMES = ['qwen3', 'gemma3-pattern', 'gemma3-layertypes'] as const;
@@ -179,4 +180,10 @@ test('a Gemma 3 student (echo + dropped attention) decodes like its full forward
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('GGUF export refuses the families its llama writer cannot express, naming llama.cpp\'s architecture', () => {
+  const { model } = load('gemma3-pattern');
+  const tok = { model: 'llama' as const, tokens: [], scores: new Float32Array(0), types: new Int32Array(0), bos: null, eos: null, unk: null };
+  assert.throws(() => exportGguf(path.join(os.tmpdir(), 'never.gguf'), model, tok), /Gemma3ForCausalLM is not written by this exporter.*'gemma3'/);
 });

@@ -13,6 +13,7 @@
  */
 import type { LlamaModel } from '../models/llama.js';
 import { weightsFromParams, toF32 } from '../models/params.js';
+import { familyByArchitecture } from '../models/families/index.js';
 import { unpermuteFromHalfRope } from '../io/llama2c.js';
 import { GgmlType, GgufType, writeGguf, type GgufTensorOut, type GgufValue } from '../io/gguf.js';
 import { readJsonFile, isPlainObject } from '../io/fsutil.js';
@@ -146,6 +147,10 @@ export function exportGguf(file: string, model: LlamaModel, tok: GgufTokenizer, 
     throw new EchoattError('E_UNSUPPORTED', 'GGUF export: shared-attention and head-shared students cannot run in llama.cpp (it has no way to reuse another layer\'s attention); export the teacher, or use echoatt to run the student');
   }
   const c = model.config;
+  const gguf = familyByArchitecture(c.architecture)?.gguf;
+  if (gguf !== 'llama') {
+    throw new EchoattError('E_UNSUPPORTED', `GGUF export: ${c.architecture} is not written by this exporter (it writes llama.cpp's 'llama' architecture only${gguf && gguf !== 'llama' ? `; llama.cpp reads this family as '${gguf}', which is not implemented here yet` : ''})`);
+  }
   if (c.attentionBias) throw new EchoattError('E_UNSUPPORTED', 'GGUF export: q/k/v biases (Qwen2) are not written by this exporter; only the llama architecture is supported');
   const dtype = opts.dtype ?? 'f16';
   const md = new Map<string, GgufValue>();
