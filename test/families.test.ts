@@ -14,7 +14,8 @@ import { repoRoot } from './helpers.js';
 import { loadCheckpoint } from '../src/models/checkpoint.js';
 import { configFromJson, configToHfJson } from '../src/models/config.js';
 import { LlamaModel } from '../src/models/llama.js';
-import { withPlan } from '../src/models/surgery.js';
+import { toDense, withPlan } from '../src/models/surgery.js';
+import { directShare } from '../src/sharing/headshare.js';
 import { makePlan } from '../src/models/sharing-plan.js';
 import { saveModel } from '../src/models/load.js';
 import { forwardTrain, modelParams } from '../src/models/tape-ops.js';
@@ -186,4 +187,17 @@ test('GGUF export refuses the families its llama writer cannot express, naming l
   const { model } = load('gemma3-pattern');
   const tok = { model: 'llama' as const, tokens: [], scores: new Float32Array(0), types: new Int32Array(0), bos: null, eos: null, unk: null };
   assert.throws(() => exportGguf(path.join(os.tmpdir(), 'never.gguf'), model, tok), /Gemma3ForCausalLM is not written by this exporter.*'gemma3'/);
+});
+
+test('DirectShare on Qwen3 and Gemma 3: head-shared layers keep their own q/k norms, equal their dense copy, decode = full forward', () => {
+  for (const name of ['qwen3', 'gemma3-pattern']) {
+    const { model, golden } = load(name);
+    const shared = directShare(model, { shareRate: 0.3 }).model;
+    assert.ok(shared.attention.some((k) => k.kind === 'headShared'), name);
+    shared.attention.forEach((k, l) => assert.ok(k.kind !== 'headShared' || shared.params.layers[l].qNorm, `${name} layer ${l} q_norm`));
+    const ids = Int32Array.from(golden.ids);
+    const full = shared.forward(ids);
+    assert.ok(maxDiff(toDense(shared).forward(ids), full) <= 1e-5, `${name}: dense copy`);
+    assert.ok(maxDiff(decodeAll(shared, ids), full) <= 1e-5, `${name}: decode`);
+  }
 });

@@ -174,19 +174,23 @@ export class InferenceOps implements DecoderOps<Float32Array> {
     return out;
   }
 
+  /** Append one row per slot to layer `l`'s slot cache: each slot's new length, ragged probability offsets, an output `(B, 1, H, D)`. */
+  private appendSlots(l: number, k: Float32Array | null, v: Float32Array) {
+    const { numHeads: H, headDim: D } = this.m.config;
+    const { cache, ids } = this.st.slots!;
+    if (this.wantsHook(l)) throw new ShapeError('decodeSlots', 'attention-probability hooks are not supported when decoding slots');
+    const s = cache.append(l, k, v, ids);
+    return { cache, ids, s, offs: raggedOffsets(s, H), out: new Float32Array(ids.length * H * D), stride: cache.slotStride };
+  }
+
   /**
    * One token per slot, each attending over its own slot's length. Every row's probabilities `(H, 1, s_b)` are stored
    * one after another (ragged), so the echo layers of the same step read the same blocks.
    */
   private attendSlots(l: number, q: Float32Array, k: Float32Array, v: Float32Array, keepProbs: boolean): { out: Float32Array; probs: Float32Array | null } {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
-    const { cache, ids } = this.st.slots!;
-    if (this.wantsHook(l)) throw new ShapeError('decodeSlots', 'attention-probability hooks are not supported when decoding slots');
-    const s = cache.append(l, k, v, ids);
-    const offs = raggedOffsets(s, H);
-    const out = new Float32Array(ids.length * H * D); // (B, 1, H, D)
+    const { cache, ids, s, offs, out, stride } = this.appendSlots(l, k, v);
     const probs = keepProbs ? new Float32Array(offs[ids.length]) : undefined; // per row (H, 1, s_b), one after another
-    const stride = cache.slotStride;
     for (let b = 0; b < ids.length; b++) {
       const base = ids[b] * stride;
       attention(this.m.backend, {
@@ -200,12 +204,7 @@ export class InferenceOps implements DecoderOps<Float32Array> {
 
   private echoSlots(l: number, probs: Float32Array, v: Float32Array, heads: Int32Array | null): Float32Array {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.m.config;
-    const { cache, ids } = this.st.slots!;
-    if (this.wantsHook(l)) throw new ShapeError('decodeSlots', 'attention-probability hooks are not supported when decoding slots');
-    const s = cache.append(l, null, v, ids);
-    const offs = raggedOffsets(s, H);
-    const out = new Float32Array(ids.length * H * D); // (B, 1, H, D)
-    const stride = cache.slotStride;
+    const { cache, ids, s, offs, out, stride } = this.appendSlots(l, null, v);
     for (let b = 0; b < ids.length; b++) {
       const base = ids[b] * stride;
       probsTimesV(this.m.backend, {
