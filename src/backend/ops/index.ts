@@ -5,16 +5,24 @@
  * backends' methods and, for step instructions, the program's operands, checks and interpreter follow from here.
  */
 import type { Backend } from '../backend.js';
-import type { AnyOpEntry, OpTable, TableOp } from './spec.js';
+import type { AnyOpEntry, OpTable } from './spec.js';
 import { LINEAR_OPS } from './linear.js';
 import { ROW_OPS } from './rows.js';
 import { POINTWISE_OPS } from './pointwise.js';
 import { STATS_OPS } from './stats.js';
 
-export type { AnyOpEntry, OpEntry, StepSpec, TableOp } from './spec.js';
+export type { AnyOpEntry, OpEntry, StepSpec } from './spec.js';
 
-/** Every table entry; the type requires exactly one per {@link TableOp}, each typed against its `Backend` method. */
-export const OP_TABLE: OpTable = { ...LINEAR_OPS, ...ROW_OPS, ...POINTWISE_OPS, ...STATS_OPS };
+const ENTRIES = { ...LINEAR_OPS, ...ROW_OPS, ...POINTWISE_OPS, ...STATS_OPS };
+
+/** The {@link Backend} methods the table describes. */
+export type TableOp = keyof typeof ENTRIES;
+
+/** The names of the step-program instructions that table entries define. */
+export type TableStepName = { [K in TableOp]: (typeof ENTRIES)[K] extends { readonly step: { readonly name: infer N } } ? N : never }[TableOp];
+
+/** Every table entry, each typed against its `Backend` method. */
+export const OP_TABLE: OpTable<TableOp> = ENTRIES;
 
 /** The methods of {@link Backend} that the table describes. */
 export type TableMethods = Pick<Backend, TableOp>;

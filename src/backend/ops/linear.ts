@@ -11,7 +11,7 @@ const ROWS_DIM = (s: Readonly<Record<string, number>>): number => s.rows * s.dim
 const DIM = (s: Readonly<Record<string, number>>): number => s.dim;
 const NORM_SHAPE = (s: Readonly<Record<string, number>>): string => `(${s.rows}, ${s.dim})`;
 
-export const LINEAR_OPS: OpTable<'matvec' | 'matmulHalf' | 'rmsnorm' | 'rmsnormBackward' | 'rope'> = {
+export const LINEAR_OPS = {
   matvec: {
     operands: [
       arr('w', 'f32', (s) => s.wOff + s.n * s.k), ...f32In((s) => s.k, 'x'), ...f32Out((s) => s.n, 'y'),
@@ -97,7 +97,7 @@ export const LINEAR_OPS: OpTable<'matvec' | 'matmulHalf' | 'rmsnorm' | 'rmsnormB
     reference: ropeRef,
     native: (x, nTok, nHeads, headDim, pos, cos, sin, style, inverse) => [x, nTok, nHeads, headDim, pos, cos, sin, style === 'half', inverse],
   },
-};
+} as const satisfies OpTable<'matvec' | 'matmulHalf' | 'rmsnorm' | 'rmsnormBackward' | 'rope'>;
 
 function ref(v: unknown): { array: number; offset: number } {
   return v as { array: number; offset: number };

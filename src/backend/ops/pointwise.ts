@@ -14,7 +14,7 @@ const GATED_BACKWARD = [...f32In(N, 'gate', 'up', 'dout'), ...f32Out(N, 'dgate',
 /** Operands of `out = a ∘ b`. */
 const BINARY = [...f32In(N, 'a', 'b'), ...f32Out(N, 'out'), ...ints('n')];
 
-export const POINTWISE_OPS: OpTable<'siluMul' | 'siluMulBackward' | 'geluTanhMul' | 'geluTanhMulBackward' | 'scale' | 'add' | 'mul' | 'axpy'> = {
+export const POINTWISE_OPS = {
   siluMul: {
     operands: GATED,
     shape: VEC_SHAPE,
@@ -98,4 +98,4 @@ export const POINTWISE_OPS: OpTable<'siluMul' | 'siluMulBackward' | 'geluTanhMul
       for (let i = 0; i < n; i++) y[i] += alpha * x[i];
     },
   },
-};
+} as const satisfies OpTable<'siluMul' | 'siluMulBackward' | 'geluTanhMul' | 'geluTanhMulBackward' | 'scale' | 'add' | 'mul' | 'axpy'>;

@@ -10,7 +10,7 @@ const TABLE = (s: Scalars): number => s.vocab * s.dim;
 const ROWS_OF_IDS = (s: Scalars, len: (name: string) => number): number => len('ids') * s.dim;
 const EMBEDDING_SHAPE = (s: Scalars, len: (name: string) => number): string => `table (${s.vocab}, ${s.dim}), ${len('ids')} ids`;
 
-export const ROW_OPS: OpTable<'softmax' | 'softmaxBackward' | 'logSoftmax' | 'crossEntropy' | 'embedding' | 'embeddingBackward'> = {
+export const ROW_OPS = {
   softmax: {
     operands: [...f32In(ROWS_COLS, 'x'), ...f32Out(ROWS_COLS, 'out'), ...ints('rows', 'cols'), scalar('causalOffset', 'sint')],
     shape: MATRIX_SHAPE,
@@ -76,7 +76,7 @@ export const ROW_OPS: OpTable<'softmax' | 'softmaxBackward' | 'logSoftmax' | 'cr
       }
     },
   },
-};
+} as const satisfies OpTable<'softmax' | 'softmaxBackward' | 'logSoftmax' | 'crossEntropy' | 'embedding' | 'embeddingBackward'>;
 
 /** `Backend.softmaxBackward` (also used by the reference attention backward). */
 export function softmaxBackwardRef(p: F32, dp: F32, dx: F32, rows: number, cols: number): void {

@@ -10,12 +10,9 @@
  */
 import type { Backend } from '../backend.js';
 
-/** The ops the table describes; the other {@link Backend} methods (params objects, arrays of maps) are hand-written. */
-export type TableOp =
-  | 'matvec' | 'matmulHalf' | 'rmsnorm' | 'rmsnormBackward' | 'rope'
-  | 'softmax' | 'softmaxBackward' | 'logSoftmax' | 'crossEntropy'
-  | 'siluMul' | 'siluMulBackward' | 'geluTanhMul' | 'geluTanhMulBackward' | 'scale' | 'add' | 'mul' | 'axpy'
-  | 'embedding' | 'embeddingBackward' | 'packProbs' | 'klDivergence' | 'sumSquares';
+/** A {@link Backend} method that takes plain arguments (what a table entry may describe). */
+export type MethodName = { [K in keyof Backend]: Backend[K] extends (...args: never) => unknown ? K : never }[keyof Backend];
+type Method<K extends MethodName> = Extract<Backend[K], (...args: never) => unknown>;
 
 /** The integer operands of a call, by name (defaults filled in), that size rules and shape descriptions read. */
 export type Scalars = Readonly<Record<string, number>>;
@@ -86,22 +83,22 @@ export interface StepSpec {
 }
 
 /** One op: operands in the method's parameter order, checks beyond the operand rules, the implementations. */
-export interface OpEntry<K extends TableOp> {
+export interface OpEntry<K extends MethodName> {
   readonly operands: readonly Operand[];
   /** The shape as error messages show it, e.g. `(rows, dim)`. */
   readonly shape: (s: Scalars, len: Len) => string;
   /** Checks beyond types, sizes and scalar kinds (ids in range, enum values), run after those, with defaults filled in. */
-  readonly check?: (...args: Parameters<Backend[K]>) => void;
+  readonly check?: (...args: Parameters<Method<K>>) => void;
   /** The reference implementation (plain TypeScript, float64 accumulation). */
   readonly reference: Backend[K];
   /** The addon's arguments when they are not the method's, in order with `undefined` as `null` (the default). */
-  readonly native?: (...args: Parameters<Backend[K]>) => unknown[];
+  readonly native?: (...args: Parameters<Method<K>>) => unknown[];
   /** Present when the kernel is a step-program instruction. */
   readonly step?: StepSpec;
 }
 
 /** Part of the table: entries keyed by the method they implement. */
-export type OpTable<K extends TableOp = TableOp> = { readonly [P in K]: OpEntry<P> };
+export type OpTable<K extends MethodName> = { readonly [P in K]: OpEntry<P> };
 
 /** An entry with its method's types erased, for the generic machinery. */
 export interface AnyOpEntry {

@@ -4,7 +4,7 @@ import { arr, f32In, f32Out, ints, N, ROWS, ROWS_COLS, scalar, VEC_SHAPE } from 
 import { klDivergenceRef, packProbsRef, sumSquaresRef } from '../reference-stats.js';
 import { ShapeError } from '../../errors.js';
 
-export const STATS_OPS: OpTable<'packProbs' | 'klDivergence' | 'sumSquares'> = {
+export const STATS_OPS = {
   packProbs: {
     operands: [
       ...f32In((s) => s.heads * s.t * s.t, 'probs'), ...f32Out((s) => (s.heads * s.t * (s.t + 1)) / 2, 'packed'),
@@ -29,7 +29,7 @@ export const STATS_OPS: OpTable<'packProbs' | 'klDivergence' | 'sumSquares'> = {
     shape: VEC_SHAPE,
     reference: sumSquaresRef,
   },
-};
+} as const satisfies OpTable<'packProbs' | 'klDivergence' | 'sumSquares'>;
 
 function overlaps(a: Float32Array, b: Float32Array): boolean {
   return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
