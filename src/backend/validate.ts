@@ -3,15 +3,8 @@
  * element would cost real time), so every call is checked here first and a bad call becomes a {@link ShapeError}
  * naming the op and the shapes instead of a segfault.
  */
-import type {
-  AttentionBackwardParams,
-  AttentionParams,
-  AttentionShape,
-  Backend,
-  GemmParams,
-  ProbsTimesVBackwardParams,
-  ProbsTimesVParams,
-} from './backend.js';
+import type { AttentionBackwardParams, AttentionParams, AttentionShape, Backend, GemmParams } from './backend.js';
+import type { ProbsTimesVBackwardParams, ProbsTimesVParams } from './backend.js';
 import { gemmLayout } from './backend.js';
 import { ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';

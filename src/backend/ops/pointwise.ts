@@ -29,17 +29,7 @@ export const POINTWISE_OPS = {
   siluMulBackward: {
     operands: GATED_BACKWARD,
     shape: VEC_SHAPE,
-    reference(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void {
-      for (let i = 0; i < n; i++) {
-        const g = gate[i];
-        const sig = 1 / (1 + Math.exp(-g));
-        const silu = g * sig;
-        const dy = dout[i];
-        const u = up[i];
-        dup[i] = dy * silu;
-        dgate[i] = dy * u * sig * (1 + g * (1 - sig));
-      }
-    },
+    reference: siluMulBackwardRef,
   },
   geluTanhMul: {
     operands: GATED,
@@ -55,17 +45,7 @@ export const POINTWISE_OPS = {
   geluTanhMulBackward: {
     operands: GATED_BACKWARD,
     shape: VEC_SHAPE,
-    reference(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void {
-      // gelu'(g) = 0.5·(1 + th) + 0.5·g·(1 − th²)·K·(1 + 3C·g²), th = tanh(K·(g + C·g³))
-      for (let i = 0; i < n; i++) {
-        const g = gate[i];
-        const th = Math.tanh(GELU_K * (g + GELU_C * g * g * g));
-        const dy = dout[i];
-        const u = up[i];
-        dup[i] = dy * 0.5 * g * (1 + th);
-        dgate[i] = dy * u * (0.5 * (1 + th) + 0.5 * g * (1 - th * th) * GELU_K * (1 + 3 * GELU_C * g * g));
-      }
-    },
+    reference: geluTanhMulBackwardRef,
   },
   scale: {
     operands: [...f32In(N, 'x'), scalar('alpha', 'num'), ...f32Out(N, 'out'), ...ints('n')],
@@ -99,3 +79,25 @@ export const POINTWISE_OPS = {
     },
   },
 } as const satisfies OpTable<'siluMul' | 'siluMulBackward' | 'geluTanhMul' | 'geluTanhMulBackward' | 'scale' | 'add' | 'mul' | 'axpy'>;
+
+function siluMulBackwardRef(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    const sig = 1 / (1 + Math.exp(-g));
+    const silu = g * sig;
+    const dy = dout[i];
+    const u = up[i];
+    dup[i] = dy * silu;
+    dgate[i] = dy * u * sig * (1 + g * (1 - sig));
+  }
+}
+
+function geluTanhMulBackwardRef(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void {
+  // gelu'(g) = 0.5·(1 + th) + 0.5·g·(1 − th²)·K·(1 + 3C·g²), th = tanh(K·(g + C·g³))
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    const th = Math.tanh(GELU_K * (g + GELU_C * g * g * g));
+    dup[i] = dout[i] * 0.5 * g * (1 + th);
+    dgate[i] = dout[i] * up[i] * (0.5 * (1 + th) + 0.5 * g * (1 - th * th) * GELU_K * (1 + 3 * GELU_C * g * g));
+  }
+}
