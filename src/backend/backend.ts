@@ -18,7 +18,7 @@
  * queries `(B, Tq, H, D)`, keys/values `(B, S, Hkv, D)`, with `H % Hkv === 0` (grouped-query attention:
  * query head `h` reads key/value head `floor(h / (H / Hkv))`). Probability matrices are head-major `(B, H, Tq, S)`.
  */
-import type { StepProgram, StepRunner } from './program.js';
+import type { StepProgram, StepRunner } from './program-types.js';
 import type { HalfDType } from '../tensor/dtype.js';
 export interface Backend {
   /** Short name, e.g. `'reference'` or `'native'`. */

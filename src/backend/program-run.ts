@@ -3,11 +3,14 @@
  * instruction stays inside its arrays at every position it may run at (extents only grow with `pos`, so checking at
  * `maxPos − 1` covers all), which is what lets the native runner skip per-op checks. {@link interpretProgram} is the
  * plain implementation: it runs each instruction as the matching {@link Backend} call, so any backend can run
- * programs and tests hold the native runner against it.
+ * programs and tests hold the native runner against it. Instructions that run one op-table kernel are checked and
+ * run from its entry (operand sizes by its size rules); the others are written out here.
  */
 import type { Backend } from './backend.js';
 import { decodeProgram, type Decoded, type ProgramArray, type Ref, type StepProgram, type StepRunner } from './program.js';
 import { ShapeError } from '../errors.js';
+import { stepEntries, type AnyOpEntry, type TableOp } from './ops/index.js';
+import { isArrayOperand, type StepContext } from './ops/spec.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 
 type Kind = 'f32' | 'u16' | 'i32';
@@ -35,8 +38,41 @@ export function checkProgram(p: StepProgram): void {
       if (!(Number.isInteger(v) && v >= 0)) throw new ShapeError('stepProgram', `${at}: ${name} must be a non-negative integer, got ${v}`);
       return v;
     };
-    checkOne(d, need, n, S, p.vocab, at, p);
+    const table = STEPS.get(d.op);
+    if (table) checkTableStep(table.entry, d, need, n);
+    else checkOne(d, need, n, S, p.vocab, at, p);
   });
+}
+
+/** A table op's instruction: each ref the entry's size rule long, with the instruction's integers (and `fixed`). */
+function checkTableStep(e: AnyOpEntry, d: Decoded, need: (name: string, kind: Kind, extent: number) => void, n: (name: string) => number): void {
+  const spec = e.step!;
+  const s: Record<string, number> = { ...spec.fixed };
+  for (const kind of spec.operands) if (!kind.includes(':')) s[kind] = n(kind);
+  for (const o of e.operands) {
+    if (isArrayOperand(o) && spec.operands.includes(`r:${o.name}`)) need(o.name, o.kind as Kind, o.size(s, noLen));
+  }
+}
+
+/** Run a table op's instruction as its method: refs as views of their size, the rest by name, `bind` where given. */
+function tableStep(be: Backend, op: TableOp, e: AnyOpEntry, d: Decoded, ctx: StepContext): void {
+  const spec = e.step!;
+  const s: Record<string, number> = { ...spec.fixed };
+  for (const kind of spec.operands) if (!kind.includes(':')) s[kind] = d[kind] as number;
+  const args = e.operands.map((o) => {
+    const bind = spec.bind?.[o.name];
+    if (bind) return bind(d, ctx);
+    if (o.name in s) return s[o.name];
+    const v = d[o.name];
+    return isArrayOperand(o) && v !== undefined ? ctx.view(v as Ref, o.size(s, noLen)) : v;
+  });
+  (be[op] as (...a: unknown[]) => unknown).apply(be, args);
+}
+
+const STEPS = stepEntries();
+
+function noLen(name: string): number {
+  throw new ShapeError('stepProgram', `a step instruction's sizes cannot follow the length of ${name}`);
 }
 
 function checkOne(
@@ -48,33 +84,11 @@ function checkOne(
       need('table', n('dtype') === 0 ? 'f32' : 'u16', vocab * n('dim'));
       need('out', 'f32', n('dim'));
       return;
-    case 'rmsnorm':
-      for (const r of ['x', 'out']) need(r, 'f32', n('rows') * n('dim'));
-      need('w', 'f32', n('dim'));
-      return;
-    case 'matvec':
-      need('w', 'f32', n('n') * n('k'));
-      need('x', 'f32', n('k'));
-      need('y', 'f32', n('n'));
-      return;
-    case 'matmulHalf':
-      need('w', 'u16', n('n') * n('k'));
-      need('x', 'f32', n('k'));
-      need('out', 'f32', n('n'));
-      return;
     case 'gemvAdd':
       if (n('ldb') < n('k')) throw new ShapeError('stepProgram', `${at}: ldb ${n('ldb')} < k ${n('k')}`);
       need('x', 'f32', n('k'));
       need('w', 'f32', n('n') === 0 ? 0 : (n('n') - 1) * n('ldb') + n('k'));
       need('y', 'f32', n('n'));
-      return;
-    case 'add':
-    case 'siluMul':
-    case 'geluMul':
-      for (const r of d.op === 'add' ? ['a', 'b', 'out'] : ['gate', 'up', 'out']) need(r, 'f32', n('n'));
-      return;
-    case 'scale':
-      for (const r of ['x', 'out']) need(r, 'f32', n('n'));
       return;
     case 'zero':
       need('out', 'f32', n('n'));
@@ -120,6 +134,7 @@ export function interpretProgram(be: Backend, p: StepProgram): StepRunner {
   const code = decodeProgram(p);
   const posArr = new Int32Array(1);
   const view = (r: Ref, n: number): Float32Array => (p.arrays[r.array] as Float32Array).subarray(r.offset, r.offset + n);
+  const ctx: StepContext = { arrays: p.arrays, view };
   let ns: Float64Array | null = null;
   const run = (token: number, pos: number) => {
     checkStep(p, token, pos);
@@ -127,7 +142,9 @@ export function interpretProgram(be: Backend, p: StepProgram): StepRunner {
     const s = pos + 1;
     code.forEach((d, i) => {
       const t0 = ns ? performance.now() : 0;
-      step(be, p, d, view, token, pos, s, posArr);
+      const table = STEPS.get(d.op);
+      if (table) tableStep(be, table.op, table.entry, d, ctx);
+      else step(be, p, d, view, token, pos, s, posArr);
       if (ns) ns[i] += (performance.now() - t0) * 1e6;
     });
   };
@@ -160,35 +177,12 @@ function step(
       else (n('dtype') === 2 ? bf16ToF32 : f16ToF32)((t as Uint16Array).subarray(token * dim, (token + 1) * dim), out);
       return;
     }
-    case 'rmsnorm': {
-      const [rows, dim] = [n('rows'), n('dim')];
-      be.rmsnorm(view(r('x'), rows * dim), view(r('w'), dim), view(r('out'), rows * dim), rows, dim, n('eps'), n('wOffset'));
-      return;
-    }
-    case 'matvec':
-      be.matvec(p.arrays[r('w').array] as Float32Array, view(r('x'), n('k')), view(r('y'), n('n')), n('n'), n('k'), r('w').offset, n('accumulate') !== 0);
-      return;
-    case 'matmulHalf':
-      be.matmulHalf(view(r('x'), n('k')), p.arrays[r('w').array] as Uint16Array, n('dtype') === 2 ? 'bf16' : 'f16', view(r('out'), n('n')), 1, n('n'), n('k'));
-      return;
     case 'gemvAdd':
       be.gemm({
         m: 1, n: n('n'), k: n('k'), a: p.arrays[r('x').array] as Float32Array, aOff: r('x').offset, lda: n('lda'),
         b: p.arrays[r('w').array] as Float32Array, bOff: r('w').offset, ldb: n('ldb'), transB: true,
         c: p.arrays[r('y').array] as Float32Array, cOff: r('y').offset, ldc: n('ldc'), beta: 1,
       });
-      return;
-    case 'add':
-      be.add(view(r('a'), n('n')), view(r('b'), n('n')), view(r('out'), n('n')), n('n'));
-      return;
-    case 'siluMul':
-      be.siluMul(view(r('gate'), n('n')), view(r('up'), n('n')), view(r('out'), n('n')), n('n'));
-      return;
-    case 'geluMul':
-      be.geluTanhMul(view(r('gate'), n('n')), view(r('up'), n('n')), view(r('out'), n('n')), n('n'));
-      return;
-    case 'scale':
-      be.scale(view(r('x'), n('n')), n('alpha'), view(r('out'), n('n')), n('n'));
       return;
     case 'zero':
       view(r('out'), n('n')).fill(0);

@@ -21,76 +21,57 @@
  * ```
  */
 import { ShapeError } from '../errors.js';
+import { stepEntries, type TableStepName } from './ops/index.js';
+import type { Ref } from './ops/spec.js';
+import type { ProgramArray, StepProgram } from './program-types.js';
 
-export type ProgramArray = Float32Array | Uint16Array | Int32Array;
-
-/** A memory operand: `arrays[array]` from element `offset`; `array === -1` is "none". */
-export interface Ref {
-  array: number;
-  offset: number;
-}
+export type { ProgramArray, StepProgram, StepRunner } from './program-types.js';
+export type { Ref } from './ops/spec.js';
 
 /**
- * The instruction set. Operands after the opcode, in order; `r:` a ref (2 ints), `c:` an index into `consts`, the
- * rest plain integers. Semantics are those of the {@link Backend} method named in the comment, at batch 1, T = 1.
+ * The instruction set: each instruction's operands after the opcode, in order; `r:` a ref (2 ints), `c:` an index
+ * into `consts`, the rest plain integers. Semantics are those of the {@link Backend} method named in the comment, at
+ * batch 1, T = 1. The instructions that run one table op (`rmsnorm`, `matvec`, `matmulHalf`, `add`, `siluMul`,
+ * `geluMul`, `scale`) take their opcode and operands from its entry's `step` (`ops/`); the others are listed here.
+ * Opcodes are those native/program.cc decodes.
  */
-export const OPS = {
+const OWN_OPS = {
   /** out[0:dim] = row `token` of table (dtype 0 f32, 1 f16, 2 bf16: widened). */
-  embed: ['r:table', 'dtype', 'r:out', 'dim'],
-  /** rmsnorm(x, w, out, rows, dim, eps, wOffset): `rows` rows of `dim` (per-head q/k norms: rows = heads). */
-  rmsnorm: ['r:x', 'r:w', 'r:out', 'rows', 'dim', 'c:eps', 'c:wOffset'],
-  /** matvec(w, x, y, n, k, wOff, accumulate). */
-  matvec: ['r:w', 'r:x', 'r:y', 'n', 'k', 'accumulate'],
-  /** matmulHalf(x, w, dtype (1 f16, 2 bf16), out, 1, n, k), W from its start. */
-  matmulHalf: ['r:x', 'r:w', 'dtype', 'r:out', 'n', 'k'],
+  embed: { opcode: 0, operands: ['r:table', 'dtype', 'r:out', 'dim'] },
   /** gemm m = 1, transB, beta = 1: y[0:n] += x[0:k] · W(n, k; row stride ldb)ᵀ, with lda / ldc as given. */
-  gemvAdd: ['r:x', 'r:w', 'r:y', 'n', 'k', 'lda', 'ldb', 'ldc'],
-  /** add(a, b, out, n). */
-  add: ['r:a', 'r:b', 'r:out', 'n'],
+  gemvAdd: { opcode: 4, operands: ['r:x', 'r:w', 'r:y', 'n', 'k', 'lda', 'ldb', 'ldc'] },
   /** rope(x, 1, heads, headDim, [pos], cos, sin, style (0 interleaved, 1 half)). */
-  rope: ['r:x', 'heads', 'headDim', 'half', 'r:cos', 'r:sin'],
+  rope: { opcode: 6, operands: ['r:x', 'heads', 'headDim', 'half', 'r:cos', 'r:sin'] },
   /** cache[pos·row : (pos+1)·row] = src[0:row]. */
-  store: ['r:src', 'r:cache', 'row'],
+  store: { opcode: 7, operands: ['r:src', 'r:cache', 'row'] },
   /**
    * attention over cache positions 0..pos (q_pos0 = pos, s = pos + 1); probs `(H, s)` when the ref is not none;
    * `window` > 0 a sliding window (0: none).
    */
-  attend: ['r:q', 'r:k', 'r:v', 'r:out', 'r:probs', 'heads', 'kvHeads', 'headDim', 'c:scale', 'kvStride', 'window'],
+  attend: { opcode: 8, operands: ['r:q', 'r:k', 'r:v', 'r:out', 'r:probs', 'heads', 'kvHeads', 'headDim', 'c:scale', 'kvStride', 'window'] },
   /** probsTimesV over s = pos + 1; with a head map, head h reads probability head map[h] (gathered into scratch). */
-  probsV: ['r:probs', 'r:v', 'r:out', 'r:map', 'r:scratch', 'heads', 'kvHeads', 'headDim', 'kvStride'],
-  /** siluMul(gate, up, out, n). */
-  siluMul: ['r:gate', 'r:up', 'r:out', 'n'],
+  probsV: { opcode: 9, operands: ['r:probs', 'r:v', 'r:out', 'r:map', 'r:scratch', 'heads', 'kvHeads', 'headDim', 'kvStride'] },
   /** out[0:n] = 0. */
-  zero: ['r:out', 'n'],
-  /** geluTanhMul(gate, up, out, n). */
-  geluMul: ['r:gate', 'r:up', 'r:out', 'n'],
-  /** scale(x, alpha, out, n). */
-  scale: ['r:x', 'r:out', 'n', 'c:alpha'],
-} as const satisfies Record<string, readonly string[]>;
+  zero: { opcode: 11, operands: ['r:out', 'n'] },
+} as const;
 
-export type OpName = keyof typeof OPS;
+export type OpName = keyof typeof OWN_OPS | TableStepName;
+
+/** Every instruction's operands, in opcode order. */
+export const OPS: Readonly<Record<OpName, readonly string[]>> = instructionSet();
+
+function instructionSet(): Record<OpName, readonly string[]> {
+  const own = Object.entries(OWN_OPS).map(([name, o]) => ({ name, opcode: o.opcode as number, operands: o.operands as readonly string[] }));
+  const all = [...own, ...[...stepEntries().values()].map(({ entry }) => entry.step!)].sort((a, b) => a.opcode - b.opcode);
+  all.forEach((o, i) => {
+    if (o.opcode !== i) throw new Error(`step-program opcodes must run 0..${all.length - 1} without gaps or repeats (${o.name}: ${o.opcode})`);
+  });
+  return Object.fromEntries(all.map((o) => [o.name, o.operands])) as Record<OpName, readonly string[]>;
+}
+
 /** Opcode of each instruction: its index in {@link OPS} (native/program.cc keeps the same numbering). */
 export const OPCODES: readonly OpName[] = Object.keys(OPS) as OpName[];
 type Operand = Ref | number;
-
-export interface StepProgram {
-  code: Int32Array;
-  consts: Float64Array;
-  arrays: readonly ProgramArray[];
-  /** Positions `0 .. maxPos-1` may be run. */
-  maxPos: number;
-  /** Tokens `0 .. vocab-1` may be run. */
-  vocab: number;
-  /** What each instruction is for (e.g. `layer 3 q_proj`), for profiles. */
-  labels?: readonly string[];
-}
-
-/** Runs one step: token `token` at position `pos`. */
-export interface StepRunner {
-  (token: number, pos: number): void;
-  /** Turn per-instruction timing on or off; returns the nanoseconds accumulated per instruction so far (then reset). */
-  profile(on: boolean): Float64Array;
-}
 
 export const NONE: Ref = { array: -1, offset: 0 };
 
