@@ -1,9 +1,11 @@
 /**
- * Export an unshared Llama model to GGUF v3 for llama.cpp (architecture `llama`), F32 or F16 tensors.
+ * Export an unshared teacher to GGUF v3 for llama.cpp, F32 or F16 tensors: Llama/Mistral as llama.cpp's `llama`,
+ * Qwen3 as `qwen3`, Gemma 3 text as `gemma3`, in the form llama.cpp's own convert_hf_to_gguf.py writes them.
  *
  * llama.cpp's `llama` architecture rotates adjacent pairs, as llama2.c does, so q/k rows of a Hugging Face
- * (rotate-half) model are permuted back to interleaved order (the inverse of HF's conversion permute).
- * Shared-attention and head-shared students have no equivalent in llama.cpp and are refused.
+ * (rotate-half) model are permuted back to interleaved order (the inverse of HF's conversion permute); `qwen3` and
+ * `gemma3` rotate halves (NEOX) and take q/k as Hugging Face stores them. Per-architecture names, transforms and
+ * refusals are in gguf-arch.ts. Shared-attention and head-shared students have no equivalent in llama.cpp and are refused.
  *
  * @example
  * ```ts
@@ -13,8 +15,9 @@
  */
 import type { LlamaModel } from '../models/llama.js';
 import { weightsFromParams, toF32 } from '../models/params.js';
-import { familyByArchitecture } from '../models/families/index.js';
-import { unpermuteFromHalfRope } from '../io/llama2c.js';
+import type { LlamaConfig } from '../models/config.js';
+import { permuteForHalfRope, unpermuteFromHalfRope } from '../io/llama2c.js';
+import { ggufArchOf, ggufRopeStyle, LAYER_NAMES, type GgufArch } from './gguf-arch.js';
 import { GgmlType, GgufType, writeGguf, type GgufTensorOut, type GgufValue } from '../io/gguf.js';
 import { readJsonFile, isPlainObject } from '../io/fsutil.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
@@ -118,65 +121,73 @@ export function ggufTokenizerOf(tok: Tokenizer): GgufTokenizer {
   throw new EchoattError('E_UNSUPPORTED', 'GGUF export: unknown tokenizer type');
 }
 
-const GGUF_NAMES: Record<string, string> = {
-  input_layernorm: 'attn_norm',
-  'self_attn.q_proj': 'attn_q',
-  'self_attn.k_proj': 'attn_k',
-  'self_attn.v_proj': 'attn_v',
-  'self_attn.o_proj': 'attn_output',
-  post_attention_layernorm: 'ffn_norm',
-  'mlp.gate_proj': 'ffn_gate',
-  'mlp.up_proj': 'ffn_up',
-  'mlp.down_proj': 'ffn_down',
-};
-
-/** llama.cpp's tensor name for a Hugging Face one. */
-export function ggufTensorName(hf: string): string {
+/** llama.cpp's tensor name for a Hugging Face one, in llama.cpp architecture `arch` (default `llama`). */
+export function ggufTensorName(hf: string, arch: GgufArch = 'llama'): string {
   if (hf === 'model.embed_tokens.weight') return 'token_embd.weight';
   if (hf === 'model.norm.weight') return 'output_norm.weight';
   if (hf === 'lm_head.weight') return 'output.weight';
   const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hf);
-  const mapped = m ? GGUF_NAMES[m[2]] : undefined;
+  const mapped = m ? LAYER_NAMES[arch][m[2]] : undefined;
   if (!m || !mapped) throw new EchoattError('E_UNSUPPORTED', `GGUF export: no llama.cpp name for tensor '${hf}'`);
   return `blk.${m[1]}.${mapped}.${m[3]}`;
 }
 
-/** Write `model` (an ordinary Llama model) as a GGUF v3 file. */
+/**
+ * Write `model` (an unshared teacher) as a GGUF v3 file in llama.cpp's architecture for its family (`llama`, `qwen3`
+ * or `gemma3`; see gguf-arch.ts for what each needs and what is refused).
+ */
 export function exportGguf(file: string, model: LlamaModel, tok: GgufTokenizer, opts: { dtype?: 'f32' | 'f16'; name?: string } = {}): void {
   if (model.config.attention.some((k) => k.kind !== 'own')) {
     throw new EchoattError('E_UNSUPPORTED', 'GGUF export: shared-attention and head-shared students cannot run in llama.cpp (it has no way to reuse another layer\'s attention); export the teacher, or use echoatt to run the student');
   }
   const c = model.config;
-  const gguf = familyByArchitecture(c.architecture)?.gguf;
-  if (gguf !== 'llama') {
-    throw new EchoattError('E_UNSUPPORTED', `GGUF export: ${c.architecture} is not written by this exporter (it writes llama.cpp's 'llama' architecture only${gguf && gguf !== 'llama' ? `; llama.cpp reads this family as '${gguf}', which is not implemented here yet` : ''})`);
-  }
+  const { arch, slidingWindow } = ggufArchOf(c);
   if (c.attentionBias) throw new EchoattError('E_UNSUPPORTED', 'GGUF export: q/k/v biases (Qwen2) are not written by this exporter; only the llama architecture is supported');
   const dtype = opts.dtype ?? 'f16';
+  const md = ggufMetadata(c, arch, slidingWindow, tok, dtype, opts.name);
+  writeGguf(file, md, ggufTensors(c, model, arch, dtype));
+}
+
+const str = (v: string): GgufValue => ({ type: GgufType.STRING, value: v });
+const u32 = (v: number): GgufValue => ({ type: GgufType.UINT32, value: v });
+const f32 = (v: number): GgufValue => ({ type: GgufType.FLOAT32, value: v });
+
+function ggufMetadata(c: Readonly<LlamaConfig>, a: GgufArch, slidingWindow: number | null, tok: GgufTokenizer, dtype: 'f32' | 'f16', name?: string): Map<string, GgufValue> {
   const md = new Map<string, GgufValue>();
-  const str = (v: string): GgufValue => ({ type: GgufType.STRING, value: v });
-  const u32 = (v: number): GgufValue => ({ type: GgufType.UINT32, value: v });
-  const f32 = (v: number): GgufValue => ({ type: GgufType.FLOAT32, value: v });
-  md.set('general.architecture', str('llama'));
-  md.set('general.name', str(opts.name ?? 'echoatt export'));
+  md.set('general.architecture', str(a));
+  md.set('general.name', str(name ?? 'echoatt export'));
   md.set('general.alignment', u32(32));
   md.set('general.file_type', u32(dtype === 'f32' ? 0 : 1));
-  md.set('llama.context_length', u32(c.maxPositions));
-  md.set('llama.embedding_length', u32(c.hiddenSize));
-  md.set('llama.block_count', u32(c.numLayers));
-  md.set('llama.feed_forward_length', u32(c.intermediateSize));
-  md.set('llama.rope.dimension_count', u32(c.headDim));
-  md.set('llama.attention.head_count', u32(c.numHeads));
-  md.set('llama.attention.head_count_kv', u32(c.numKvHeads));
-  md.set('llama.attention.layer_norm_rms_epsilon', f32(c.rmsNormEps));
-  md.set('llama.rope.freq_base', f32(c.ropeTheta));
-  md.set('llama.vocab_size', u32(c.vocabSize));
+  md.set(`${a}.context_length`, u32(c.maxPositions));
+  md.set(`${a}.embedding_length`, u32(c.hiddenSize));
+  md.set(`${a}.block_count`, u32(c.numLayers));
+  md.set(`${a}.feed_forward_length`, u32(c.intermediateSize));
+  md.set(`${a}.rope.dimension_count`, u32(c.headDim));
+  md.set(`${a}.attention.head_count`, u32(c.numHeads));
+  md.set(`${a}.attention.head_count_kv`, u32(c.numKvHeads));
+  md.set(`${a}.attention.layer_norm_rms_epsilon`, f32(c.rmsNormEps));
+  md.set(`${a}.rope.freq_base`, f32(c.ropeTheta));
+  md.set(`${a}.vocab_size`, u32(c.vocabSize));
   if (c.ropeScaling?.type === 'linear') {
-    md.set('llama.rope.scaling.type', str('linear'));
-    md.set('llama.rope.scaling.factor', f32(c.ropeScaling.factor));
+    md.set(`${a}.rope.scaling.type`, str('linear'));
+    md.set(`${a}.rope.scaling.factor`, f32(c.ropeScaling.factor));
   } else if (c.ropeScaling) {
     throw new EchoattError('E_UNSUPPORTED', `GGUF export: rope_scaling '${c.ropeScaling.type}' is not written by this exporter`);
   }
+  if (a !== 'llama') {
+    // head_dim may differ from hidden/heads (Qwen3, Gemma 3): llama.cpp reads it from key_length / value_length.
+    md.set(`${a}.attention.key_length`, u32(c.headDim));
+    md.set(`${a}.attention.value_length`, u32(c.headDim));
+  }
+  if (slidingWindow !== null) md.set(`${a}.attention.sliding_window`, u32(slidingWindow));
+  setTokenizerMetadata(md, tok);
+  if (tok.tokens.length !== c.vocabSize) {
+    throw new EchoattError('E_UNSUPPORTED', `GGUF export: tokenizer has ${tok.tokens.length} tokens but the model's vocabulary is ${c.vocabSize}`);
+  }
+  return md;
+}
+
+function setTokenizerMetadata(md: Map<string, GgufValue>, tok: GgufTokenizer): void {
   md.set('tokenizer.ggml.model', str(tok.model));
   if (tok.model === 'gpt2') md.set('tokenizer.ggml.pre', str('default'));
   md.set('tokenizer.ggml.tokens', { type: GgufType.ARRAY, elemType: GgufType.STRING, value: tok.tokens });
@@ -186,26 +197,32 @@ export function exportGguf(file: string, model: LlamaModel, tok: GgufTokenizer, 
   if (tok.bos !== null) md.set('tokenizer.ggml.bos_token_id', u32(tok.bos));
   if (tok.eos !== null) md.set('tokenizer.ggml.eos_token_id', u32(tok.eos));
   if (tok.unk !== null) md.set('tokenizer.ggml.unknown_token_id', u32(tok.unk));
-  if (tok.tokens.length !== c.vocabSize) {
-    throw new EchoattError('E_UNSUPPORTED', `GGUF export: tokenizer has ${tok.tokens.length} tokens but the model's vocabulary is ${c.vocabSize}`);
-  }
+}
 
+/**
+ * The tensors as llama.cpp's converter writes them: q/k rows in the architecture's RoPE pair order (permuted only
+ * where the model's order differs), Gemma norms as `1 + w`, norms f32 and matrices in `dtype`.
+ */
+function ggufTensors(c: Readonly<LlamaConfig>, model: LlamaModel, arch: GgufArch, dtype: 'f32' | 'f16'): GgufTensorOut[] {
   const tensors: GgufTensorOut[] = [];
+  const rope = ggufRopeStyle(arch);
   for (const [name, t] of weightsFromParams(c, model.params)) {
     let data = toF32(t);
     const qk = /self_attn\.([qk])_proj\.weight$/.exec(name);
-    if (qk && c.ropeStyle === 'half') {
-      data = unpermuteFromHalfRope(data, qk[1] === 'q' ? c.numHeads : c.numKvHeads, c.headDim, c.hiddenSize);
+    if (qk && c.ropeStyle !== rope) {
+      const heads = qk[1] === 'q' ? c.numHeads : c.numKvHeads;
+      data = rope === 'interleaved' ? unpermuteFromHalfRope(data, heads, c.headDim, c.hiddenSize) : permuteForHalfRope(data, heads, c.headDim, c.hiddenSize);
     }
+    if (c.normOffset !== 0 && /norm\.weight$/.test(name)) data = data.map((w) => w + c.normOffset);
     // Norm vectors stay f32 (llama.cpp does the same); matrices take the requested dtype.
     const half = dtype === 'f16' && t.shape.length === 2;
     const bytes = half ? f32ToF16(data) : data;
     tensors.push({
-      name: ggufTensorName(name),
+      name: ggufTensorName(name, arch),
       shape: t.shape,
       type: half ? GgmlType.F16 : GgmlType.F32,
       data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
     });
   }
-  writeGguf(file, md, tensors);
+  return tensors;
 }
