@@ -6,6 +6,7 @@
  * programs and tests hold the native runner against it. Instructions that run one op-table kernel are checked and
  * run from its entry (operand sizes by its size rules); the others are written out here.
  */
+import { gatherHeads } from './gather-heads.js';
 import type { Backend } from './backend.js';
 import { decodeProgram, type Decoded, type ProgramArray, type Ref, type StepProgram, type StepRunner } from './program.js';
 import { ShapeError } from '../errors.js';
@@ -220,9 +221,7 @@ function attendStep(be: Backend, p: StepProgram, d: Decoded, view: (r: Ref, n: n
   let probs = view(r('probs'), H * s);
   if (r('map').array !== -1) {
     const map = (p.arrays[r('map').array] as Int32Array).subarray(r('map').offset, r('map').offset + H);
-    const g = view(r('scratch'), H * s);
-    for (let h = 0; h < H; h++) g.set(probs.subarray(map[h] * s, (map[h] + 1) * s), h * s);
-    probs = g;
+    probs = gatherHeads(probs, map, 1, s, view(r('scratch'), H * s));
   }
   be.probsTimesV({ ...shape, probs, v: kv('v'), out: view(r('out'), H * D) });
 }
