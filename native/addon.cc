@@ -4,6 +4,7 @@
 // Sizes are NOT validated here (the TypeScript checkedBackend does that before any call); argument types are,
 // because a wrong type would otherwise become a wild pointer. Data-dependent indices that the kernels would use
 // to address memory (token ids, targets) are range-checked here and reported as JS errors with code E_SHAPE.
+#include <math.h>
 #include <node_api.h>
 #include <stdio.h>
 #if defined(__GLIBC__)
@@ -63,33 +64,6 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-napi_value CrossEntropy(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(8);
-  const float* logits = A.f32(0);
-  int64_t n_targets = 0;
-  const int32_t* targets = A.i32(1, &n_targets);
-  float* losses = A.f32(2);
-  const int64_t rows = A.i64(3), cols = A.i64(4);
-  float* dlogits = A.f32_or_null(5);
-  const float scale = A.f(6);
-  const double ignore = A.num(7);
-  if (!A.ok()) return nullptr;
-  for (int64_t r = 0; r < rows && r < n_targets; ++r) {
-    const int32_t t = targets[r];
-    if ((double)t != ignore && !(t >= 0 && t < cols)) {
-      A.fail("target " + std::to_string(t) + " at row " + std::to_string(r) + " is outside [0, " +
-                 std::to_string(cols) + ")",
-             "E_SHAPE");
-      return nullptr;
-    }
-  }
-  // An ignoreIndex that no int32 can equal ignores nothing.
-  const int32_t ignore_i = (ignore == (double)(int32_t)ignore) ? (int32_t)ignore : -1;
-  kernels().cross_entropy(logits, targets, losses, rows, cols, dlogits, scale, ignore_i);
-  return undefined(env);
-}
-
-
 napi_value CompareProbs(napi_env env, napi_callback_info info) {
   ECHOATT_ARGS(6);
   MapStatsArgs p;
@@ -121,30 +95,49 @@ napi_value SumSquares(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// Shared by embedding and its backward: the ids index rows of a (vocab, dim) table, so check them all first.
-bool check_ids(Args& A, const int32_t* ids, int64_t n, int64_t vocab) {
-  for (int64_t t = 0; t < n; ++t) {
-    if (!(ids[t] >= 0 && ids[t] < vocab)) {
-      A.fail("token id " + std::to_string(ids[t]) + " at position " + std::to_string(t) + " is outside [0, " +
-                 std::to_string(vocab) + ")",
-             "E_SHAPE");
-      return false;
+// crossEntropy and the embedding entries start alike: (floats, int32 ids, floats, rows, cols) with ids that address
+// memory, so each id must lie in [0, bound) (or equal `ignore`); the first that does not throws E_SHAPE.
+struct IdCall {
+  int64_t n_ids = 0;  // first: the member initializers run in this order, and ids' sets it
+  const float* src = nullptr;
+  const int32_t* ids = nullptr;
+  float* dst = nullptr;
+  int64_t rows = 0, cols = 0;
+
+  explicit IdCall(Args& A) : src(A.f32(0)), ids(A.i32(1, &n_ids)), dst(A.f32(2)), rows(A.i64(3)), cols(A.i64(4)) {}
+
+  bool check(Args& A, int64_t n, int64_t bound, const char* what, const char* where, double ignore = NAN) const {
+    for (int64_t t = 0; A.ok() && t < n && t < n_ids; ++t) {
+      if ((double)ids[t] != ignore && !(ids[t] >= 0 && ids[t] < bound)) {
+        A.fail(std::string(what) + " " + std::to_string(ids[t]) + " at " + where + " " + std::to_string(t) +
+                   " is outside [0, " + std::to_string(bound) + ")",
+               "E_SHAPE");
+      }
     }
+    return A.ok();
   }
-  return true;
+};
+
+napi_value CrossEntropy(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(8);
+  const IdCall c(A);
+  float* dlogits = A.f32_or_null(5);
+  const float scale = A.f(6);
+  const double ignore = A.num(7);
+  if (!A.ok() || !c.check(A, c.rows, c.cols, "target", "row", ignore)) return nullptr;
+  // An ignoreIndex that no int32 can equal ignores nothing.
+  const int32_t ignore_i = (ignore == (double)(int32_t)ignore) ? (int32_t)ignore : -1;
+  kernels().cross_entropy(c.src, c.ids, c.dst, c.rows, c.cols, dlogits, scale, ignore_i);
+  return undefined(env);
 }
 
-// embedding and its backward: (table or dout, ids, out, vocab, dim).
+// embedding and its backward: (table or dout, ids, out or dtable, vocab, dim).
 template <void (*Fn)(const float*, const int32_t*, int64_t, float*, int64_t)>
 napi_value Gather(napi_env env, napi_callback_info info) {
   ECHOATT_ARGS(5);
-  const float* src = A.f32(0);
-  int64_t n = 0;
-  const int32_t* ids = A.i32(1, &n);
-  float* dst = A.f32(2);
-  const int64_t vocab = A.i64(3), dim = A.i64(4);
-  if (!A.ok() || !check_ids(A, ids, n, vocab)) return nullptr;
-  Fn(src, ids, n, dst, dim);
+  const IdCall c(A);
+  if (!A.ok() || !c.check(A, c.n_ids, c.rows, "token id", "position")) return nullptr;
+  Fn(c.src, c.ids, c.n_ids, c.dst, c.cols);
   return undefined(env);
 }
 
