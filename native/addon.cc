@@ -4,6 +4,7 @@
 // Sizes are NOT validated here (the TypeScript checkedBackend does that before any call); argument types are,
 // because a wrong type would otherwise become a wild pointer. Data-dependent indices that the kernels would use
 // to address memory (token ids, targets) are range-checked here and reported as JS errors with code E_SHAPE.
+#include <math.h>
 #include <node_api.h>
 #include <stdio.h>
 #if defined(__GLIBC__)
@@ -51,104 +52,6 @@ napi_value Matvec(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-napi_value MatmulHalf(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(7);
-  const float* x = A.f32(0);
-  const uint16_t* w = A.u16(1);
-  const bool bf16 = A.flag(2);
-  float* out = A.f32(3);
-  const int64_t rows = A.i64(4), n = A.i64(5), k = A.i64(6);
-  if (!A.ok()) return nullptr;
-  kernels().matmul_half(x, w, bf16, out, rows, n, k);
-  return undefined(env);
-}
-
-napi_value Rmsnorm(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(7);
-  const float* x = A.f32(0);
-  const float* w = A.f32(1);
-  float* out = A.f32(2);
-  const int64_t rows = A.i64(3), dim = A.i64(4);
-  const float eps = A.f(5), w_offset = A.f(6);
-  if (!A.ok()) return nullptr;
-  kernels().rmsnorm(x, w, out, rows, dim, eps, w_offset);
-  return undefined(env);
-}
-
-napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(9);
-  const float* x = A.f32(0);
-  const float* w = A.f32(1);
-  const float* dy = A.f32(2);
-  float* dx = A.f32(3);
-  float* dw = A.f32(4);
-  const int64_t rows = A.i64(5), dim = A.i64(6);
-  const float eps = A.f(7), w_offset = A.f(8);
-  if (!A.ok()) return nullptr;
-  kernels().rmsnorm_backward(x, w, dy, dx, dw, rows, dim, eps, w_offset);
-  return undefined(env);
-}
-
-napi_value Rope(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(9);
-  float* x = A.f32(0);
-  const int64_t n_tok = A.i64(1), n_heads = A.i64(2), head_dim = A.i64(3);
-  int64_t npos = 0;
-  const int32_t* pos = A.i32(4, &npos);
-  const float* cos = A.f32(5);
-  const float* sin = A.f32(6);
-  const bool half = A.flag(7), inverse = A.flag(8);
-  if (!A.ok()) return nullptr;
-  kernels().rope(x, n_tok, n_heads, head_dim, pos, cos, sin, half, inverse);
-  return undefined(env);
-}
-
-napi_value Attention(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(15);
-  AttentionArgs p;
-  p.q = A.f32(0), p.k = A.f32(1), p.v = A.f32(2), p.out = A.f32(3), p.probs = A.f32_or_null(4);
-  p.batch = A.i64(5), p.tq = A.i64(6), p.s = A.i64(7), p.n_heads = A.i64(8), p.n_kv_heads = A.i64(9);
-  p.head_dim = A.i64(10), p.q_pos0 = A.i64(11), p.scale = A.f(12), p.kv_batch_stride = A.i64(13);
-  p.window = A.i64(14);
-  if (!A.ok()) return nullptr;
-  kernels().attention(p);
-  return undefined(env);
-}
-
-napi_value ProbsTimesV(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(10);
-  ProbsTimesVArgs p;
-  p.probs = A.f32(0), p.v = A.f32(1), p.out = A.f32(2);
-  p.batch = A.i64(3), p.tq = A.i64(4), p.s = A.i64(5), p.n_heads = A.i64(6), p.n_kv_heads = A.i64(7);
-  p.head_dim = A.i64(8), p.kv_batch_stride = A.i64(9);
-  if (!A.ok()) return nullptr;
-  kernels().probs_times_v(p);
-  return undefined(env);
-}
-
-napi_value AttentionBackward(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(16);
-  AttentionBackwardArgs p{};
-  p.q = A.f32(0), p.k = A.f32(1), p.v = A.f32(2), p.probs = A.f32(3), p.dout = A.f32(4);
-  p.dq = A.f32(5), p.dk = A.f32(6), p.dv = A.f32(7), p.dprobs_extra = A.f32_or_null(8);
-  p.batch = A.i64(9), p.tq = A.i64(10), p.s = A.i64(11), p.n_heads = A.i64(12), p.n_kv_heads = A.i64(13);
-  p.head_dim = A.i64(14), p.scale = A.f(15);
-  if (!A.ok()) return nullptr;
-  kernels().attention_backward(p);
-  return undefined(env);
-}
-
-napi_value ProbsTimesVBackward(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(11);
-  AttentionBackwardArgs p{};
-  p.probs = A.f32(0), p.v = A.f32(1), p.dout = A.f32(2), p.dprobs = A.f32(3), p.dv = A.f32(4);
-  p.batch = A.i64(5), p.tq = A.i64(6), p.s = A.i64(7), p.n_heads = A.i64(8), p.n_kv_heads = A.i64(9);
-  p.head_dim = A.i64(10);
-  if (!A.ok()) return nullptr;
-  kernels().probs_times_v_backward(p);
-  return undefined(env);
-}
-
 napi_value Softmax(napi_env env, napi_callback_info info) {
   ECHOATT_ARGS(5);
   const float* x = A.f32(0);
@@ -158,63 +61,6 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   const int64_t off = causal ? A.i64(4) : 0;
   if (!A.ok()) return nullptr;
   kernels().softmax(x, out, rows, cols, causal, off);
-  return undefined(env);
-}
-
-napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(5);
-  const float* p = A.f32(0);
-  const float* dp = A.f32(1);
-  float* dx = A.f32(2);
-  const int64_t rows = A.i64(3), cols = A.i64(4);
-  if (!A.ok()) return nullptr;
-  kernels().softmax_backward(p, dp, dx, rows, cols);
-  return undefined(env);
-}
-
-napi_value LogSoftmax(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(4);
-  const float* x = A.f32(0);
-  float* out = A.f32(1);
-  const int64_t rows = A.i64(2), cols = A.i64(3);
-  if (!A.ok()) return nullptr;
-  kernels().log_softmax(x, out, rows, cols);
-  return undefined(env);
-}
-
-napi_value CrossEntropy(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(8);
-  const float* logits = A.f32(0);
-  int64_t n_targets = 0;
-  const int32_t* targets = A.i32(1, &n_targets);
-  float* losses = A.f32(2);
-  const int64_t rows = A.i64(3), cols = A.i64(4);
-  float* dlogits = A.f32_or_null(5);
-  const float scale = A.f(6);
-  const double ignore = A.num(7);
-  if (!A.ok()) return nullptr;
-  for (int64_t r = 0; r < rows && r < n_targets; ++r) {
-    const int32_t t = targets[r];
-    if ((double)t != ignore && !(t >= 0 && t < cols)) {
-      A.fail("target " + std::to_string(t) + " at row " + std::to_string(r) + " is outside [0, " +
-                 std::to_string(cols) + ")",
-             "E_SHAPE");
-      return nullptr;
-    }
-  }
-  // An ignoreIndex that no int32 can equal ignores nothing.
-  const int32_t ignore_i = (ignore == (double)(int32_t)ignore) ? (int32_t)ignore : -1;
-  kernels().cross_entropy(logits, targets, losses, rows, cols, dlogits, scale, ignore_i);
-  return undefined(env);
-}
-
-
-napi_value PackProbs(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(5);
-  PackProbsArgs p;
-  p.probs = A.f32(0), p.packed = A.f32(1), p.heads = A.i64(2), p.t = A.i64(3), p.stats = A.f64(4);
-  if (!A.ok()) return nullptr;
-  kernels().pack_probs(p);
   return undefined(env);
 }
 
@@ -239,17 +85,6 @@ napi_value KlDivergence(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-napi_value AdamW(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(13);
-  AdamWArgs p;
-  p.w = A.f32(0), p.g = A.f32(1), p.m = A.f32(2), p.v = A.f32(3), p.n = A.i64(4);
-  p.lr = A.f(5), p.beta1 = A.f(6), p.beta2 = A.f(7), p.eps = A.f(8), p.decay = A.f(9), p.c1 = A.f(10), p.c2 = A.f(11);
-  p.grad_scale = A.f(12);
-  if (!A.ok()) return nullptr;
-  kernels().adamw(p);
-  return undefined(env);
-}
-
 napi_value SumSquares(napi_env env, napi_callback_info info) {
   ECHOATT_ARGS(2);
   const float* x = A.f32(0);
@@ -260,40 +95,49 @@ napi_value SumSquares(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// Shared by embedding and its backward: the ids index rows of a (vocab, dim) table, so check them all first.
-bool check_ids(Args& A, const int32_t* ids, int64_t n, int64_t vocab) {
-  for (int64_t t = 0; t < n; ++t) {
-    if (!(ids[t] >= 0 && ids[t] < vocab)) {
-      A.fail("token id " + std::to_string(ids[t]) + " at position " + std::to_string(t) + " is outside [0, " +
-                 std::to_string(vocab) + ")",
-             "E_SHAPE");
-      return false;
-    }
-  }
-  return true;
-}
+// crossEntropy and the embedding entries start alike: (floats, int32 ids, floats, rows, cols) with ids that address
+// memory, so each id must lie in [0, bound) (or equal `ignore`); the first that does not throws E_SHAPE.
+struct IdCall {
+  int64_t n_ids = 0;  // first: the member initializers run in this order, and ids' sets it
+  const float* src = nullptr;
+  const int32_t* ids = nullptr;
+  float* dst = nullptr;
+  int64_t rows = 0, cols = 0;
 
-napi_value Embedding(napi_env env, napi_callback_info info) {
-  ECHOATT_ARGS(5);
-  const float* table = A.f32(0);
-  int64_t n = 0;
-  const int32_t* ids = A.i32(1, &n);
-  float* out = A.f32(2);
-  const int64_t vocab = A.i64(3), dim = A.i64(4);
-  if (!A.ok() || !check_ids(A, ids, n, vocab)) return nullptr;
-  embedding(table, ids, n, out, dim);
+  explicit IdCall(Args& A) : src(A.f32(0)), ids(A.i32(1, &n_ids)), dst(A.f32(2)), rows(A.i64(3)), cols(A.i64(4)) {}
+
+  bool check(Args& A, int64_t n, int64_t bound, const char* what, const char* where, double ignore = NAN) const {
+    for (int64_t t = 0; A.ok() && t < n && t < n_ids; ++t) {
+      if ((double)ids[t] != ignore && !(ids[t] >= 0 && ids[t] < bound)) {
+        A.fail(std::string(what) + " " + std::to_string(ids[t]) + " at " + where + " " + std::to_string(t) +
+                   " is outside [0, " + std::to_string(bound) + ")",
+               "E_SHAPE");
+      }
+    }
+    return A.ok();
+  }
+};
+
+napi_value CrossEntropy(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(8);
+  const IdCall c(A);
+  float* dlogits = A.f32_or_null(5);
+  const float scale = A.f(6);
+  const double ignore = A.num(7);
+  if (!A.ok() || !c.check(A, c.rows, c.cols, "target", "row", ignore)) return nullptr;
+  // An ignoreIndex that no int32 can equal ignores nothing.
+  const int32_t ignore_i = (ignore == (double)(int32_t)ignore) ? (int32_t)ignore : -1;
+  kernels().cross_entropy(c.src, c.ids, c.dst, c.rows, c.cols, dlogits, scale, ignore_i);
   return undefined(env);
 }
 
-napi_value EmbeddingBackward(napi_env env, napi_callback_info info) {
+// embedding and its backward: (table or dout, ids, out or dtable, vocab, dim).
+template <void (*Fn)(const float*, const int32_t*, int64_t, float*, int64_t)>
+napi_value Gather(napi_env env, napi_callback_info info) {
   ECHOATT_ARGS(5);
-  const float* dout = A.f32(0);
-  int64_t n = 0;
-  const int32_t* ids = A.i32(1, &n);
-  float* dtable = A.f32(2);
-  const int64_t vocab = A.i64(3), dim = A.i64(4);
-  if (!A.ok() || !check_ids(A, ids, n, vocab)) return nullptr;
-  embedding_backward(dout, ids, n, dtable, dim);
+  const IdCall c(A);
+  if (!A.ok() || !c.check(A, c.n_ids, c.rows, "token id", "position")) return nullptr;
+  Fn(c.src, c.ids, c.n_ids, c.dst, c.cols);
   return undefined(env);
 }
 
@@ -331,6 +175,64 @@ napi_value Info(napi_env env, napi_callback_info) {
   return obj;
 }
 
+using AA = AttentionArgs;
+using PV = ProbsTimesVArgs;
+using AB = AttentionBackwardArgs;
+
+// The JS-visible entries, by name.
+const struct {
+  const char* name;
+  napi_callback fn;
+} kEntries[] = {
+    {"info", Info},
+    {"setThreads", SetThreads},
+    {"gemm", Gemm},
+    {"matvec", Matvec},
+    {"matmulHalf", Direct<&Kernels::matmul_half>},
+    {"rmsnorm", Direct<&Kernels::rmsnorm>},
+    {"rmsnormBackward", Direct<&Kernels::rmsnorm_backward>},
+    {"rope", Direct<&Kernels::rope>},
+    {"attention", Fill<&Kernels::attention, F<&AA::q>, F<&AA::k>, F<&AA::v>, F<&AA::out>, Opt<&AA::probs>,
+                       F<&AA::batch>, F<&AA::tq>, F<&AA::s>, F<&AA::n_heads>, F<&AA::n_kv_heads>, F<&AA::head_dim>,
+                       F<&AA::q_pos0>, F<&AA::scale>, F<&AA::kv_batch_stride>, F<&AA::window>>},
+    {"probsTimesV", Fill<&Kernels::probs_times_v, F<&PV::probs>, F<&PV::v>, F<&PV::out>, F<&PV::batch>, F<&PV::tq>,
+                         F<&PV::s>, F<&PV::n_heads>, F<&PV::n_kv_heads>, F<&PV::head_dim>, F<&PV::kv_batch_stride>>},
+    {"attentionBackward",
+     Fill<&Kernels::attention_backward, F<&AB::q>, F<&AB::k>, F<&AB::v>, F<&AB::probs>, F<&AB::dout>, F<&AB::dq>,
+          F<&AB::dk>, F<&AB::dv>, Opt<&AB::dprobs_extra>, F<&AB::batch>, F<&AB::tq>, F<&AB::s>, F<&AB::n_heads>,
+          F<&AB::n_kv_heads>, F<&AB::head_dim>, F<&AB::scale>>},
+    {"probsTimesVBackward",
+     Fill<&Kernels::probs_times_v_backward, F<&AB::probs>, F<&AB::v>, F<&AB::dout>, F<&AB::dprobs>, F<&AB::dv>,
+          F<&AB::batch>, F<&AB::tq>, F<&AB::s>, F<&AB::n_heads>, F<&AB::n_kv_heads>, F<&AB::head_dim>>},
+    {"softmax", Softmax},
+    {"softmaxBackward", Direct<&Kernels::softmax_backward>},
+    {"logSoftmax", Direct<&Kernels::log_softmax>},
+    {"crossEntropy", CrossEntropy},
+    {"siluMul", Direct<&Kernels::silu_mul>},
+    {"siluMulBackward", Direct<&Kernels::silu_mul_backward>},
+    {"geluTanhMul", Direct<&Kernels::gelu_tanh_mul>},
+    {"geluTanhMulBackward", Direct<&Kernels::gelu_tanh_mul_backward>},
+    {"scale", Direct<&Kernels::scale>},
+    {"add", Direct<&Kernels::add>},
+    {"mul", Direct<&Kernels::mul>},
+    {"axpy", Direct<&Kernels::axpy>},
+    {"packProbs", Fill<&Kernels::pack_probs, F<&PackProbsArgs::probs>, F<&PackProbsArgs::packed>,
+                       F<&PackProbsArgs::heads>, F<&PackProbsArgs::t>, F<&PackProbsArgs::stats>>},
+    {"compareProbs", CompareProbs},
+    {"klDivergence", KlDivergence},
+    {"adamw", Fill<&Kernels::adamw, F<&AdamWArgs::w>, F<&AdamWArgs::g>, F<&AdamWArgs::m>, F<&AdamWArgs::v>,
+                   F<&AdamWArgs::n>, F<&AdamWArgs::lr>, F<&AdamWArgs::beta1>, F<&AdamWArgs::beta2>,
+                   F<&AdamWArgs::eps>, F<&AdamWArgs::decay>, F<&AdamWArgs::c1>, F<&AdamWArgs::c2>,
+                   F<&AdamWArgs::grad_scale>>},
+    {"sumSquares", SumSquares},
+    {"embedding", Gather<embedding>},
+    {"embeddingBackward", Gather<embedding_backward>},
+    {"compileProgram", CompileProgram},
+    {"runProgram", RunProgram},
+    {"programProfile", ProgramProfile},
+};
+constexpr size_t kNumEntries = sizeof(kEntries) / sizeof(kEntries[0]);
+
 }  // namespace
 }  // namespace echoatt
 
@@ -348,42 +250,9 @@ static void keep_large_buffers() {
 NAPI_MODULE_INIT() {
   using namespace echoatt;
   keep_large_buffers();
-  const napi_property_descriptor props[] = {
-      {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"matvec", nullptr, Matvec, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"matmulHalf", nullptr, MatmulHalf, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rmsnorm", nullptr, Rmsnorm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rmsnormBackward", nullptr, RmsnormBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"rope", nullptr, Rope, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"probsTimesV", nullptr, ProbsTimesV, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"attentionBackward", nullptr, AttentionBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"probsTimesVBackward", nullptr, ProbsTimesVBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"softmaxBackward", nullptr, SoftmaxBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"logSoftmax", nullptr, LogSoftmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"crossEntropy", nullptr, CrossEntropy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"siluMul", nullptr, SiluMul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"siluMulBackward", nullptr, SiluMulBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"geluTanhMul", nullptr, GeluTanhMul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"geluTanhMulBackward", nullptr, GeluTanhMulBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"scale", nullptr, Scale, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"mul", nullptr, Mul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"axpy", nullptr, Axpy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"packProbs", nullptr, PackProbs, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"compareProbs", nullptr, CompareProbs, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"klDivergence", nullptr, KlDivergence, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"adamw", nullptr, AdamW, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"sumSquares", nullptr, SumSquares, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"embedding", nullptr, Embedding, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"embeddingBackward", nullptr, EmbeddingBackward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"compileProgram", nullptr, CompileProgram, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"runProgram", nullptr, RunProgram, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"programProfile", nullptr, ProgramProfile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-  };
-  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return nullptr;
+  napi_property_descriptor props[kNumEntries];
+  for (size_t i = 0; i < kNumEntries; ++i)
+    props[i] = {kEntries[i].name, nullptr, kEntries[i].fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr};
+  if (napi_define_properties(env, exports, kNumEntries, props) != napi_ok) return nullptr;
   return exports;
 }

@@ -1,10 +1,12 @@
-// N-API plumbing shared by the addon's source files (addon.cc, addon_elementwise.cc): one call's arguments, the
-// ECHOATT_ARGS prologue of every kernel entry, and the entries defined outside addon.cc.
+// N-API plumbing of the addon (addon.cc): one call's arguments, the ECHOATT_ARGS prologue of every kernel entry, and
+// the entry templates that read a kernel's arguments from its parameter types (Direct) or a struct's fields (Fill).
 #pragma once
 
 #include <node_api.h>
 
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -124,14 +126,65 @@ inline napi_value undefined(napi_env env) {
   Args A(env, info, n);          \
   if (!A.ok()) return nullptr
 
-// Elementwise entries (addon_elementwise.cc).
-napi_value SiluMul(napi_env env, napi_callback_info info);
-napi_value SiluMulBackward(napi_env env, napi_callback_info info);
-napi_value GeluTanhMul(napi_env env, napi_callback_info info);
-napi_value GeluTanhMulBackward(napi_env env, napi_callback_info info);
-napi_value Scale(napi_env env, napi_callback_info info);
-napi_value Add(napi_env env, napi_callback_info info);
-napi_value Mul(napi_env env, napi_callback_info info);
-napi_value Axpy(napi_env env, napi_callback_info info);
+// Reading argument i into a kernel parameter or struct field, by its type (Opt: a field that may be null).
+inline void read(Args& A, size_t i, float*& v) { v = A.f32(i); }
+inline void read(Args& A, size_t i, const float*& v) { v = A.f32(i); }
+inline void read(Args& A, size_t i, double*& v) { v = A.f64(i); }
+inline void read(Args& A, size_t i, const uint16_t*& v) { v = A.u16(i); }
+inline void read(Args& A, size_t i, const int32_t*& v) { v = A.i32(i, nullptr); }
+inline void read(Args& A, size_t i, int64_t& v) { v = A.i64(i); }
+inline void read(Args& A, size_t i, float& v) { v = A.f(i); }
+inline void read(Args& A, size_t i, bool& v) { v = A.flag(i); }
+inline void read_opt(Args& A, size_t i, float*& v) { v = A.f32_or_null(i); }
+inline void read_opt(Args& A, size_t i, const float*& v) { v = A.f32_or_null(i); }
+inline void read_opt(Args& A, size_t i, double*& v) { v = A.f64_or_null(i); }
+
+template <auto Member, bool Nullable = false>
+struct Field {};
+template <auto Member>
+using F = Field<Member>;
+template <auto Member>
+using Opt = Field<Member, true>;
+
+template <class S, auto Member, bool Nullable>
+void read_field(Args& A, size_t i, S& s, Field<Member, Nullable>) {
+  if constexpr (Nullable) read_opt(A, i, s.*Member);
+  else read(A, i, s.*Member);
+}
+
+// The parameters of a kernel table entry, as values.
+template <class Fn>
+struct KernelParams;
+template <class R, class... P>
+struct KernelParams<R (*Kernels::*)(P...)> {
+  using type = std::tuple<std::decay_t<P>...>;
+};
+
+// An entry whose JS arguments are the kernel's parameters, in order.
+template <auto Fn>
+napi_value Direct(napi_env env, napi_callback_info info) {
+  using Params = typename KernelParams<decltype(Fn)>::type;
+  ECHOATT_ARGS(std::tuple_size_v<Params>);
+  Params p{};
+  std::apply([&](auto&... v) {
+    size_t i = 0;
+    (read(A, i++, v), ...);
+  }, p);
+  if (!A.ok()) return nullptr;
+  std::apply(kernels().*Fn, p);
+  return undefined(env);
+}
+
+// An entry for a kernel taking one argument struct: JS argument i fills field Fields[i].
+template <auto Fn, class... Fields>
+napi_value Fill(napi_env env, napi_callback_info info) {
+  ECHOATT_ARGS(sizeof...(Fields));
+  std::tuple_element_t<0, typename KernelParams<decltype(Fn)>::type> s{};
+  size_t i = 0;
+  (read_field(A, i++, s, Fields{}), ...);
+  if (!A.ok()) return nullptr;
+  (kernels().*Fn)(s);
+  return undefined(env);
+}
 
 }  // namespace echoatt

@@ -2,8 +2,9 @@
 // Token ids are range-checked by the caller (addon.cc) before either runs.
 #include <string.h>
 
-#include "threadpool.h"
 #include "gather.h"
+#include "half.h"
+#include "threadpool.h"
 
 namespace echoatt {
 
@@ -25,6 +26,11 @@ void embedding_backward(const float* dout, const int32_t* ids, int64_t n_ids, fl
       for (int64_t j = j0; j < j1; ++j) dst[j] += src[j];
     }
   });
+}
+
+void embedding_half_row(const uint16_t* table, bool bf16, int32_t id, float* out, int64_t dim) {
+  const uint16_t* row = table + (int64_t)id * dim;
+  for (int64_t i = 0; i < dim; ++i) out[i] = bf16 ? bf16_to_f32(row[i]) : f16_to_f32(row[i]);
 }
 
 }  // namespace echoatt

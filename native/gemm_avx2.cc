@@ -38,12 +38,10 @@ static inline void store_row(float* c, __m256 acc0, __m256 acc1, __m256 va, floa
 
 void gemm_micro(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c, int64_t ldc, float alpha,
                 float beta, int mr, int nr) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+#define ECHOATT_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define ECHOATT_ZERO(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
+  ECHOATT_ROWS(ECHOATT_ZERO)
+#undef ECHOATT_ZERO
 
   // Pull the C tile towards L1 while the k loop runs; it is only touched at the end.
   // A 16-float row segment spans two cache lines unless C happens to be 64-byte aligned.
@@ -52,28 +50,18 @@ void gemm_micro(int64_t kc, const float* __restrict ap, const float* __restrict 
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
   }
 
-#define ECHOATT_STEP(p)                                              \
-  {                                                                  \
-    const __m256 b0 = _mm256_load_ps(bp + 16 * (p));                 \
-    const __m256 b1 = _mm256_load_ps(bp + 16 * (p) + 8);             \
-    __m256 a = _mm256_broadcast_ss(ap + 6 * (p) + 0);                \
-    c00 = _mm256_fmadd_ps(a, b0, c00);                               \
-    c01 = _mm256_fmadd_ps(a, b1, c01);                               \
-    a = _mm256_broadcast_ss(ap + 6 * (p) + 1);                       \
-    c10 = _mm256_fmadd_ps(a, b0, c10);                               \
-    c11 = _mm256_fmadd_ps(a, b1, c11);                               \
-    a = _mm256_broadcast_ss(ap + 6 * (p) + 2);                       \
-    c20 = _mm256_fmadd_ps(a, b0, c20);                               \
-    c21 = _mm256_fmadd_ps(a, b1, c21);                               \
-    a = _mm256_broadcast_ss(ap + 6 * (p) + 3);                       \
-    c30 = _mm256_fmadd_ps(a, b0, c30);                               \
-    c31 = _mm256_fmadd_ps(a, b1, c31);                               \
-    a = _mm256_broadcast_ss(ap + 6 * (p) + 4);                       \
-    c40 = _mm256_fmadd_ps(a, b0, c40);                               \
-    c41 = _mm256_fmadd_ps(a, b1, c41);                               \
-    a = _mm256_broadcast_ss(ap + 6 * (p) + 5);                       \
-    c50 = _mm256_fmadd_ps(a, b0, c50);                               \
-    c51 = _mm256_fmadd_ps(a, b1, c51);                               \
+#define ECHOATT_FMA(i)                               \
+  {                                                  \
+    const __m256 a = _mm256_broadcast_ss(as + (i));  \
+    c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);       \
+    c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);       \
+  }
+#define ECHOATT_STEP(p)                                  \
+  {                                                      \
+    const __m256 b0 = _mm256_load_ps(bp + 16 * (p));     \
+    const __m256 b1 = _mm256_load_ps(bp + 16 * (p) + 8); \
+    const float* as = ap + 6 * (p);                      \
+    ECHOATT_ROWS(ECHOATT_FMA)                            \
   }
 
   int64_t p = 0;
@@ -93,6 +81,8 @@ void gemm_micro(int64_t kc, const float* __restrict ap, const float* __restrict 
     bp += 16;
   }
 #undef ECHOATT_STEP
+#undef ECHOATT_FMA
+#undef ECHOATT_ROWS
 
   const __m256 va = _mm256_set1_ps(alpha);
   const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};

@@ -1,6 +1,6 @@
 // The kernel table. Every compute kernel exists once per instruction set (kernels_avx512.cc, kernels_avx2.cc,
-// kernels_portable.cc, all generated from kernels_body.h / pointwise_body.h / attention_body.h / stats_body.h /
-// optim_body.h); select_kernels() picks one at load time.
+// kernels_portable.cc, all generated from kernels_body.h / matmul_body.h / pointwise_body.h / attention_body.h /
+// stats_body.h / optim_body.h); select_kernels() picks one at load time.
 // Semantics of every entry are those of the matching method of the TypeScript `Backend` interface
 // (src/backend/backend.ts); arguments are already validated and defaults already filled in.
 #pragma once

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "attention_body.h"
+#include "matmul_body.h"
 #include "optim_body.h"
 #include "pointwise_body.h"
 #include "stats_body.h"

@@ -10,46 +10,20 @@ namespace ECHOATT_ISA {
 // ---------------------------------------------------------------------------------------------------------------
 // Elementwise
 
-static void add(const float* a, const float* b, float* out, int64_t n) {
-  parallel_for(n, kGrainElems, [&](int64_t i0, int64_t i1) {
+// out[i] = f(a[i], b[i]), eight lanes at a time, threads splitting the range in `grain`-element tasks.
+template <class Fn>
+static inline void map2(const float* a, const float* b, float* out, int64_t n, int64_t grain, Fn f) {
+  parallel_for(n, grain, [&](int64_t i0, int64_t i1) {
     int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) store8(out + i, load8(a + i) + load8(b + i));
-    if (i < i1) store8_part(out + i, load8_part(a + i, i1 - i) + load8_part(b + i, i1 - i), i1 - i);
+    for (; i + 8 <= i1; i += 8) store8(out + i, f(load8(a + i), load8(b + i)));
+    if (i < i1) store8_part(out + i, f(load8_part(a + i, i1 - i), load8_part(b + i, i1 - i)), i1 - i);
   });
 }
 
-static void mul(const float* a, const float* b, float* out, int64_t n) {
-  parallel_for(n, kGrainElems, [&](int64_t i0, int64_t i1) {
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) store8(out + i, load8(a + i) * load8(b + i));
-    if (i < i1) store8_part(out + i, load8_part(a + i, i1 - i) * load8_part(b + i, i1 - i), i1 - i);
-  });
-}
-
-static void axpy(float alpha, const float* x, float* y, int64_t n) {
-  parallel_for(n, kGrainElems, [&](int64_t i0, int64_t i1) { axpy_row(alpha, x + i0, y + i0, i1 - i0); });
-}
-
-static inline F8 sigmoid8(F8 g) { return set8(1.f) / (set8(1.f) + exp8(zero8() - g)); }
-
-static void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  // silu(g) = g / (1 + e^-g), written as a division (not g·sigmoid) to match the reference at ±Inf.
-  auto f = [](F8 g, F8 u) { return g / (set8(1.f) + exp8(zero8() - g)) * u; };
-  parallel_for(n, kGrainElems / 4, [&](int64_t i0, int64_t i1) {
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) store8(out + i, f(load8(gate + i), load8(up + i)));
-    if (i < i1) store8_part(out + i, f(load8_part(gate + i, i1 - i), load8_part(up + i, i1 - i)), i1 - i);
-  });
-}
-
-static void silu_mul_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
-                              int64_t n) {
-  auto f = [](F8 g, F8 u, F8 dy, F8* dg, F8* du) {
-    const F8 one = set8(1.f);
-    const F8 sig = sigmoid8(g);
-    *du = dy * (g * sig);
-    *dg = dy * u * sig * (one + g * (one - sig));
-  };
+// The backward of a gated activation: f(g, u, dy, &dg, &du) lane-wise into dgate and dup.
+template <class Fn>
+static inline void map3to2(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                           int64_t n, Fn f) {
   parallel_for(n, kGrainElems / 4, [&](int64_t i0, int64_t i1) {
     F8 dg, du;
     int64_t i = i0;
@@ -67,6 +41,37 @@ static void silu_mul_backward(const float* gate, const float* up, const float* d
   });
 }
 
+static void add(const float* a, const float* b, float* out, int64_t n) {
+  map2(a, b, out, n, kGrainElems, [](F8 x, F8 y) { return x + y; });
+}
+
+static void mul(const float* a, const float* b, float* out, int64_t n) {
+  map2(a, b, out, n, kGrainElems, [](F8 x, F8 y) { return x * y; });
+}
+
+static void axpy(float alpha, const float* x, float* y, int64_t n) {
+  parallel_for(n, kGrainElems, [&](int64_t i0, int64_t i1) { axpy_row(alpha, x + i0, y + i0, i1 - i0); });
+}
+
+static inline F8 sigmoid8(F8 g) { return set8(1.f) / (set8(1.f) + exp8(zero8() - g)); }
+
+static void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  // silu(g) = g / (1 + e^-g), written as a division (not g·sigmoid) to match the reference at ±Inf.
+  auto f = [](F8 g, F8 u) { return g / (set8(1.f) + exp8(zero8() - g)) * u; };
+  map2(gate, up, out, n, kGrainElems / 4, f);
+}
+
+static void silu_mul_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                              int64_t n) {
+  auto f = [](F8 g, F8 u, F8 dy, F8* dg, F8* du) {
+    const F8 one = set8(1.f);
+    const F8 sig = sigmoid8(g);
+    *du = dy * (g * sig);
+    *dg = dy * u * sig * (one + g * (one - sig));
+  };
+  map3to2(gate, up, dout, dgate, dup, n, f);
+}
+
 // GELU, tanh approximation: 0.5·g·(1 + tanh(u)) with u = √(2/π)·(g + 0.044715·g³) equals g·σ(2u) = g / (1 + e^(−2u)),
 // one exp8 and a division like silu_mul (and, like the reference, NaN at g = −Inf and +Inf at g = +Inf).
 constexpr float kGeluM2K = -1.5957691216057308f;  // −2·√(2/π)
@@ -75,11 +80,7 @@ static inline F8 gelu_neg2u(F8 g) { return g * fma8(set8(kGeluM2K * kGeluC), g *
 
 static void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
   auto f = [](F8 g, F8 u) { return g / (set8(1.f) + exp8(gelu_neg2u(g))) * u; };
-  parallel_for(n, kGrainElems / 4, [&](int64_t i0, int64_t i1) {
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) store8(out + i, f(load8(gate + i), load8(up + i)));
-    if (i < i1) store8_part(out + i, f(load8_part(gate + i, i1 - i), load8_part(up + i, i1 - i)), i1 - i);
-  });
+  map2(gate, up, out, n, kGrainElems / 4, f);
 }
 
 // With s = σ(2u): gelu = g·s and gelu' = s·(1 + g·(1 − s)·2√(2/π)·(1 + 3·0.044715·g²)).
@@ -92,21 +93,7 @@ static void gelu_tanh_mul_backward(const float* gate, const float* up, const flo
     *du = dy * (g * s);
     *dg = dy * u * s * (one + g * (one - s) * du2);
   };
-  parallel_for(n, kGrainElems / 4, [&](int64_t i0, int64_t i1) {
-    F8 dg, du;
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) {
-      f(load8(gate + i), load8(up + i), load8(dout + i), &dg, &du);
-      store8(dgate + i, dg);
-      store8(dup + i, du);
-    }
-    if (i < i1) {
-      const int64_t r = i1 - i;
-      f(load8_part(gate + i, r), load8_part(up + i, r), load8_part(dout + i, r), &dg, &du);
-      store8_part(dgate + i, dg, r);
-      store8_part(dup + i, du, r);
-    }
-  });
+  map3to2(gate, up, dout, dgate, dup, n, f);
 }
 
 // out = alpha · x; out may alias x.

@@ -18,14 +18,6 @@
 namespace echoatt {
 namespace {
 
-// Opcodes: the order of OPS in src/backend/program.ts.
-enum Op : int32_t {
-  kEmbed, kRmsnorm, kMatvec, kMatmulHalf, kGemvAdd, kAdd, kRope, kStore, kAttend, kProbsV, kSiluMul, kZero, kGeluMul,
-  kScale, kNumOps
-};
-// Operand words per opcode (a ref is two: array, offset).
-constexpr int kWords[kNumOps] = {6, 10, 9, 9, 11, 7, 9, 5, 16, 14, 7, 3, 7, 6};
-
 struct Program {
   // Wall time per instruction, accumulated over runs while profiling (programProfile turns it on and reads it).
   bool profiling = false;
@@ -36,42 +28,107 @@ struct Program {
   int64_t max_pos = 0, vocab = 0;
 };
 
-float f16_to_f32(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-  uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
-  if (e == 0) {
-    if (m == 0) bits = sign;
-    else {  // subnormal: normalise
-      e = 113;
-      while (!(m & 0x400)) m <<= 1, --e;
-      bits = sign | (e << 23) | ((m & 0x3ff) << 13);
-    }
-  } else if (e == 31) bits = sign | 0x7f800000 | (m << 13);
-  else bits = sign | ((e + 112) << 23) | (m << 13);
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
-
+// Runs one step: each opcode is one handler, which reads its operands in the order of its OPS entry in
+// src/backend/program.ts (a ref is two words: array, offset) and makes the op-by-op decoder's kernel call.
 class Runner {
  public:
   Runner(const Program& p, int32_t token, int64_t pos) : p_(p), token_(token), pos_(pos) {}
 
-  void run() {
-    const int32_t* c = p_.code.data();
-    const int32_t* end = c + p_.code.size();
-    Program& p = const_cast<Program&>(p_);
-    for (size_t i = 0; c < end; ++i) {
-      pc_ = c + 1;
-      if (p.profiling) {
-        const auto t0 = std::chrono::steady_clock::now();
-        step((Op)*c);
-        p.ns[i] += (double)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
-      } else {
-        step((Op)*c);
-      }
-      c += 1 + kWords[*c];
+  void run();
+
+  void embed() {
+    void* table = ref<void>();
+    const int64_t dtype = num();
+    float* out = ref();
+    const int64_t dim = num();
+    if (dtype == 0) embedding(static_cast<const float*>(table), &token_, 1, out, dim);
+    else embedding_half_row(static_cast<const uint16_t*>(table), dtype == 2, token_, out, dim);
+  }
+  void rmsnorm() {
+    const float *x = ref(), *w = ref();
+    float* out = ref();
+    const int64_t rows = num(), dim = num();
+    const float eps = (float)cst(), w_offset = (float)cst();
+    kernels().rmsnorm(x, w, out, rows, dim, eps, w_offset);
+  }
+  void matvec() {
+    const float *w = ref(), *x = ref();
+    float* y = ref();
+    const int64_t n = num(), k = num();
+    kernels().matvec(w, x, y, n, k, num() != 0);
+  }
+  void matmul_half() {
+    const float* x = ref();
+    const uint16_t* w = ref<uint16_t>();
+    const bool bf16 = num() == 2;
+    float* out = ref();
+    const int64_t n = num(), k = num();
+    kernels().matmul_half(x, w, bf16, out, 1, n, k);
+  }
+  void gemv_add() {
+    GemmArgs g;
+    g.a = ref(), g.b = ref(), g.c = ref();
+    g.m = 1, g.n = num(), g.k = num();
+    g.lda = num(), g.ldb = num(), g.ldc = num();
+    g.trans_a = false, g.trans_b = true, g.alpha = 1, g.beta = 1;
+    g.batch = 1, g.stride_a = g.lda, g.stride_b = g.n * g.ldb, g.stride_c = g.ldc;
+    gemm(g);
+  }
+  // add, siluMul, geluMul: (a, b, out, n).
+  template <void (*const Kernels::*Fn)(const float*, const float*, float*, int64_t)>
+  void binary() {
+    const float *a = ref(), *b = ref();
+    float* out = ref();
+    const int64_t n = num();
+    (kernels().*Fn)(a, b, out, n);
+  }
+  void scale() {
+    const float* x = ref();
+    float* out = ref();
+    const int64_t n = num();
+    kernels().scale(x, (float)cst(), out, n);
+  }
+  void rope() {
+    float* x = ref();
+    const int64_t heads = num(), d = num();
+    const bool half = num() != 0;
+    const float *cos = ref(), *sin = ref();
+    const int32_t pos = (int32_t)pos_;
+    kernels().rope(x, 1, heads, d, &pos, cos, sin, half, false);
+  }
+  void store() {
+    const float* src = ref();
+    float* cache = ref();
+    const int64_t row = num();
+    memcpy(cache + pos_ * row, src, sizeof(float) * (size_t)row);
+  }
+  void attend() {
+    AttentionArgs a;
+    a.q = ref(), a.k = ref(), a.v = ref(), a.out = ref(), a.probs = ref();
+    a.n_heads = num(), a.n_kv_heads = num(), a.head_dim = num();
+    a.scale = (float)cst();
+    a.kv_batch_stride = num(), a.window = num();
+    a.batch = 1, a.tq = 1, a.s = pos_ + 1, a.q_pos0 = pos_;
+    kernels().attention(a);
+  }
+  void probs_v() {
+    ProbsTimesVArgs a;
+    const float* probs = ref();
+    a.v = ref(), a.out = ref();
+    const int32_t* map = ref<int32_t>();
+    float* scratch = ref();
+    a.n_heads = num(), a.n_kv_heads = num(), a.head_dim = num(), a.kv_batch_stride = num();
+    a.batch = 1, a.tq = 1, a.s = pos_ + 1;
+    if (map) {  // head-aligned echo: gather the anchor's rows in this layer's head order
+      for (int64_t h = 0; h < a.n_heads; ++h) memcpy(scratch + h * a.s, probs + map[h] * a.s, sizeof(float) * (size_t)a.s);
+      probs = scratch;
     }
+    a.probs = probs;
+    kernels().probs_times_v(a);
+  }
+  void zero() {
+    float* out = ref();
+    memset(out, 0, sizeof(float) * (size_t)num());
   }
 
  private:
@@ -84,134 +141,44 @@ class Runner {
   int64_t num() { return *pc_++; }
   double cst() { return p_.consts[*pc_++]; }
 
-  void step(Op op) {
-    const Kernels& K = kernels();
-    switch (op) {
-      case kEmbed: {
-        void* table = ref<void>();
-        const int64_t dtype = num();
-        float* out = ref();
-        const int64_t dim = num();
-        if (dtype == 0) {
-          embedding(static_cast<const float*>(table), &token_, 1, out, dim);
-        } else {
-          const uint16_t* row = static_cast<const uint16_t*>(table) + (int64_t)token_ * dim;
-          for (int64_t i = 0; i < dim; ++i) {
-            if (dtype == 2) {
-              const uint32_t b = (uint32_t)row[i] << 16;
-              memcpy(out + i, &b, 4);
-            } else out[i] = f16_to_f32(row[i]);
-          }
-        }
-        return;
-      }
-      case kRmsnorm: {
-        const float *x = ref(), *w = ref();
-        float* out = ref();
-        const int64_t rows = num(), dim = num();
-        const float eps = (float)cst(), w_offset = (float)cst();
-        K.rmsnorm(x, w, out, rows, dim, eps, w_offset);
-        return;
-      }
-      case kMatvec: {
-        const float *w = ref(), *x = ref();
-        float* y = ref();
-        const int64_t n = num(), k = num();
-        K.matvec(w, x, y, n, k, num() != 0);
-        return;
-      }
-      case kMatmulHalf: {
-        const float* x = ref();
-        const uint16_t* w = ref<uint16_t>();
-        const bool bf16 = num() == 2;
-        float* out = ref();
-        const int64_t n = num(), k = num();
-        K.matmul_half(x, w, bf16, out, 1, n, k);
-        return;
-      }
-      case kGemvAdd: {
-        GemmArgs g;
-        g.a = ref(), g.b = ref(), g.c = ref();
-        g.m = 1, g.n = num(), g.k = num();
-        g.lda = num(), g.ldb = num(), g.ldc = num();
-        g.trans_a = false, g.trans_b = true, g.alpha = 1, g.beta = 1;
-        g.batch = 1, g.stride_a = g.lda, g.stride_b = g.n * g.ldb, g.stride_c = g.ldc;
-        gemm(g);
-        return;
-      }
-      case kAdd:
-      case kSiluMul:
-      case kGeluMul: {
-        const float *a = ref(), *b = ref();
-        float* out = ref();
-        const int64_t n = num();
-        (op == kAdd ? K.add : op == kSiluMul ? K.silu_mul : K.gelu_tanh_mul)(a, b, out, n);
-        return;
-      }
-      case kScale: {
-        const float* x = ref();
-        float* out = ref();
-        const int64_t n = num();
-        K.scale(x, (float)cst(), out, n);
-        return;
-      }
-      case kRope: {
-        float* x = ref();
-        const int64_t heads = num(), d = num();
-        const bool half = num() != 0;
-        const float *cos = ref(), *sin = ref();
-        const int32_t pos = (int32_t)pos_;
-        K.rope(x, 1, heads, d, &pos, cos, sin, half, false);
-        return;
-      }
-      case kStore: {
-        const float* src = ref();
-        float* cache = ref();
-        const int64_t row = num();
-        memcpy(cache + pos_ * row, src, sizeof(float) * (size_t)row);
-        return;
-      }
-      case kAttend: {
-        AttentionArgs a;
-        a.q = ref(), a.k = ref(), a.v = ref(), a.out = ref(), a.probs = ref();
-        a.n_heads = num(), a.n_kv_heads = num(), a.head_dim = num();
-        a.scale = (float)cst();
-        a.kv_batch_stride = num(), a.window = num();
-        a.batch = 1, a.tq = 1, a.s = pos_ + 1, a.q_pos0 = pos_;
-        K.attention(a);
-        return;
-      }
-      case kProbsV: {
-        ProbsTimesVArgs a;
-        const float* probs = ref();
-        a.v = ref(), a.out = ref();
-        const int32_t* map = ref<int32_t>();
-        float* scratch = ref();
-        a.n_heads = num(), a.n_kv_heads = num(), a.head_dim = num(), a.kv_batch_stride = num();
-        a.batch = 1, a.tq = 1, a.s = pos_ + 1;
-        if (map) {  // head-aligned echo: gather the anchor's rows in this layer's head order
-          for (int64_t h = 0; h < a.n_heads; ++h) memcpy(scratch + h * a.s, probs + map[h] * a.s, sizeof(float) * (size_t)a.s);
-          probs = scratch;
-        }
-        a.probs = probs;
-        K.probs_times_v(a);
-        return;
-      }
-      case kZero: {
-        float* out = ref();
-        memset(out, 0, sizeof(float) * (size_t)num());
-        return;
-      }
-      case kNumOps:
-        return;
-    }
-  }
-
   const Program& p_;
   const int32_t token_;
   const int64_t pos_;
   const int32_t* pc_ = nullptr;
 };
+
+// The instruction set, indexed by opcode (the order of OPS in src/backend/program.ts): operand words and handler.
+struct OpSpec {
+  int words;
+  void (Runner::*run)();
+};
+constexpr OpSpec kOps[] = {
+    {6, &Runner::embed},         {10, &Runner::rmsnorm},  {9, &Runner::matvec},
+    {9, &Runner::matmul_half},   {11, &Runner::gemv_add}, {7, &Runner::binary<&Kernels::add>},
+    {9, &Runner::rope},          {5, &Runner::store},     {16, &Runner::attend},
+    {14, &Runner::probs_v},      {7, &Runner::binary<&Kernels::silu_mul>},
+    {3, &Runner::zero},          {7, &Runner::binary<&Kernels::gelu_tanh_mul>},
+    {6, &Runner::scale},
+};
+constexpr int kNumOps = (int)(sizeof(kOps) / sizeof(kOps[0]));
+
+void Runner::run() {
+  const int32_t* c = p_.code.data();
+  const int32_t* end = c + p_.code.size();
+  Program& p = const_cast<Program&>(p_);
+  for (size_t i = 0; c < end; ++i) {
+    const OpSpec& op = kOps[*c];
+    pc_ = c + 1;
+    if (p.profiling) {
+      const auto t0 = std::chrono::steady_clock::now();
+      (this->*op.run)();
+      p.ns[i] += (double)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    } else {
+      (this->*op.run)();
+    }
+    c += 1 + op.words;
+  }
+}
 
 void finalize(napi_env, void* data, void*) { delete static_cast<Program*>(data); }
 
@@ -230,7 +197,7 @@ void* typed_data(napi_env env, napi_value v, size_t* length, napi_typedarray_typ
 
 }  // namespace
 
-int program_words(int op) { return op >= 0 && op < kNumOps ? kWords[op] : -1; }
+int program_words(int op) { return op >= 0 && op < kNumOps ? kOps[op].words : -1; }
 int program_ops() { return kNumOps; }
 
 // compileProgram(code: Int32Array, consts: Float64Array, arrays: TypedArray[], maxPos, vocab) → external handle.
@@ -264,7 +231,7 @@ napi_value CompileProgram(napi_env env, napi_callback_info info) {
   napi_get_value_double(env, argv[3], &max_pos);
   napi_get_value_double(env, argv[4], &vocab);
   p->max_pos = (int64_t)max_pos, p->vocab = (int64_t)vocab;
-  for (size_t i = 0; i < p->code.size(); i += 1 + kWords[p->code[i]]) {
+  for (size_t i = 0; i < p->code.size(); i += 1 + kOps[p->code[i]].words) {
     if (p->code[i] < 0 || p->code[i] >= kNumOps) return delete p, throw_error(env, "compileProgram: bad opcode"), nullptr;
   }
   napi_value handle;
@@ -312,7 +279,7 @@ napi_value ProgramProfile(napi_env env, napi_callback_info info) {
   }
   Program& p = *static_cast<Program*>(data);
   size_t n = 0;
-  for (size_t i = 0; i < p.code.size(); i += 1 + kWords[p.code[i]]) ++n;
+  for (size_t i = 0; i < p.code.size(); i += 1 + kOps[p.code[i]].words) ++n;
   p.ns.resize(n, 0.0);
   napi_value buf, arr;
   void* out = nullptr;

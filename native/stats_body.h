@@ -55,20 +55,7 @@ struct Lanes16 {
     const __mmask16 big = _mm512_cmp_ps_mask(f, set(1.41421356237309505f), _CMP_GE_OQ);
     e = _mm512_mask_add_ps(e, big, e, one);
     const V m = _mm512_fmsub_ps(f, _mm512_mask_blend_ps(big, one, set(0.5f)), one);
-    const V z = _mm512_mul_ps(m, m);
-    V y = set(7.0376836292e-2f);
-    y = fma(y, m, set(-1.1514610310e-1f));
-    y = fma(y, m, set(1.1676998740e-1f));
-    y = fma(y, m, set(-1.2420140846e-1f));
-    y = fma(y, m, set(1.4249322787e-1f));
-    y = fma(y, m, set(-1.6668057665e-1f));
-    y = fma(y, m, set(2.0000714765e-1f));
-    y = fma(y, m, set(-2.4999993993e-1f));
-    y = fma(y, m, set(3.3333331174e-1f));
-    y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
-    y = fma(e, set(-2.12194440e-4f), y);
-    y = fma(z, set(-0.5f), y);
-    return fma(e, set(0.693359375f), _mm512_add_ps(m, y));
+    return log_reduced<Lanes16>(m, e);
   }
   static V xlogx(V x) {
     const __mmask16 pos = _mm512_cmp_ps_mask(x, zero(), _CMP_GT_OQ);

@@ -199,6 +199,33 @@ static inline F8 exp8(F8 x) {
   return select_lt(x, lo, zero8(), y);
 }
 
+// ln of m·2^e from the reduced m − 1 (m in [√½, √2)) and e: Cephes logf's degree-8 polynomial and ln 2 split in two.
+// Ops supplies set / fma / mul / add on V; log8 runs it on F8 and the AVX-512 statistics lanes on zmm (stats_body.h),
+// so both compute it with the same operations in the same order.
+template <class Ops, class V>
+static inline V log_reduced(V m, V e) {
+  const V z = Ops::mul(m, m);
+  V y = Ops::set(7.0376836292e-2f);
+  y = Ops::fma(y, m, Ops::set(-1.1514610310e-1f));
+  y = Ops::fma(y, m, Ops::set(1.1676998740e-1f));
+  y = Ops::fma(y, m, Ops::set(-1.2420140846e-1f));
+  y = Ops::fma(y, m, Ops::set(1.4249322787e-1f));
+  y = Ops::fma(y, m, Ops::set(-1.6668057665e-1f));
+  y = Ops::fma(y, m, Ops::set(2.0000714765e-1f));
+  y = Ops::fma(y, m, Ops::set(-2.4999993993e-1f));
+  y = Ops::fma(y, m, Ops::set(3.3333331174e-1f));
+  y = Ops::mul(Ops::mul(y, m), z);
+  y = Ops::fma(e, Ops::set(-2.12194440e-4f), y);
+  y = Ops::fma(z, Ops::set(-0.5f), y);
+  return Ops::fma(e, Ops::set(0.693359375f), Ops::add(m, y));
+}
+struct F8Ops {
+  static F8 set(float x) { return set8(x); }
+  static F8 fma(F8 a, F8 b, F8 c) { return fma8(a, b, c); }
+  static F8 mul(F8 a, F8 b) { return a * b; }
+  static F8 add(F8 a, F8 b) { return a + b; }
+};
+
 // ln x, lane-wise, for positive normal x, about 1 ulp (Cephes logf: x = m·2^e with m in [√½, √2), a degree-8
 // polynomial in m − 1, and ln 2 split in two for the exponent). 0, negatives, denormals, Inf and NaN give meaningless
 // finite values: callers mask them (see xlogx8).
@@ -208,20 +235,7 @@ static inline F8 log8(F8 x) {
   const F8 sqrt_half = set8(0.707106781186547524f), one = set8(1.f);
   e = select_lt(m, sqrt_half, e - one, e);
   m = select_lt(m, sqrt_half, m + m - one, m - one);
-  const F8 z = m * m;
-  F8 y = set8(7.0376836292e-2f);
-  y = fma8(y, m, set8(-1.1514610310e-1f));
-  y = fma8(y, m, set8(1.1676998740e-1f));
-  y = fma8(y, m, set8(-1.2420140846e-1f));
-  y = fma8(y, m, set8(1.4249322787e-1f));
-  y = fma8(y, m, set8(-1.6668057665e-1f));
-  y = fma8(y, m, set8(2.0000714765e-1f));
-  y = fma8(y, m, set8(-2.4999993993e-1f));
-  y = fma8(y, m, set8(3.3333331174e-1f));
-  y = y * m * z;
-  y = fma8(e, set8(-2.12194440e-4f), y);
-  y = fma8(z, set8(-0.5f), y);
-  return fma8(e, set8(0.693359375f), m + y);
+  return log_reduced<F8Ops>(m, e);
 }
 
 // x · ln x lane-wise with 0 · ln 0 = 0: lanes with x ≤ 0 (and NaN compares) give 0, as the reference's `if (x > 0)`.

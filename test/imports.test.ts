@@ -97,12 +97,77 @@ test('the import scanner sees what it must (a check that the rule above can fail
   assert.equal(cycles(new Map([['a', new Set(['b'])], ['b', new Set(['a'])]])).length, 1);
 });
 
-test('no file in src/ is over 400 lines', () => {
-  const long = sourceFiles(SRC).map((f) => [path.relative(SRC, f), fs.readFileSync(f, 'utf8').trimEnd().split('\n').length] as const).filter(([, n]) => n > 400);
+const NATIVE = path.join(repoRoot, 'native');
+const nativeFiles = () => fs.readdirSync(NATIVE).filter((f) => /\.(cc|h)$/.test(f)).map((f) => path.join(NATIVE, f));
+
+/**
+ * Functions (and lambdas) in C++ source with their line counts, by brace matching: a `{` whose preceding text ends in
+ * a parenthesised list (after `const` / `noexcept` / …) not belonging to `if` / `for` / `while` / `switch` / `catch`
+ * opens a body, which runs from the line of the name before that list to its matching `}`. Comments and string and
+ * character literals are blanked first so their braces do not count.
+ */
+function cxxFunctions(text: string): { name: string; line: number; lines: number }[] {
+  let s = '';
+  for (let i = 0; i < text.length; ) {
+    const two = text.slice(i, i + 2);
+    if (two === '//' || two === '/*') {
+      const close = two === '//' ? text.indexOf('\n', i) : text.indexOf('*/', i + 2);
+      const stop = close < 0 ? text.length : two === '//' ? close : close + 2;
+      s += text.slice(i, stop).replace(/[^\n]/g, ' ');
+      i = stop;
+    } else if (text[i] === '"' || (text[i] === "'" && !/[0-9A-Fa-f]/.test(text[i - 1] ?? ''))) {
+      let j = i + 1;
+      while (j < text.length && text[j] !== text[i]) j += text[j] === '\\' ? 2 : 1;
+      s += text.slice(i, j + 1).replace(/[^\n]/g, ' ');
+      i = j + 1;
+    } else s += text[i++];
+  }
+  const lineAt = (pos: number) => s.slice(0, pos).split('\n').length;
+  const found: { name: string; line: number; lines: number }[] = [];
+  const open: ({ name: string; start: number } | null)[] = [];
+  for (let i = 0; i < s.length; ++i) {
+    if (s[i] === '{') {
+      const head = s.slice(0, i).replace(/(?:\s|\bconst|\bnoexcept|\boverride|\bmutable|\bfinal)*$/, '');
+      let body: { name: string; start: number } | null = null;
+      if (head.endsWith(')')) {
+        let depth = 0;
+        let j = head.length - 1;
+        for (; j >= 0; --j) {
+          if (head[j] === ')') ++depth;
+          else if (head[j] === '(' && --depth === 0) break;
+        }
+        const before = head.slice(0, j).trimEnd();
+        const name = /(?:[A-Za-z_]\w*|\])$/.exec(before)?.[0];
+        if (name && !/^(?:if|for|while|switch|catch|return|sizeof|decltype)$/.test(name)) body = { name, start: before.length - name.length };
+      }
+      open.push(body);
+    } else if (s[i] === '}') {
+      const f = open.pop();
+      if (f) found.push({ name: f.name, line: lineAt(f.start), lines: lineAt(i) - lineAt(f.start) + 1 });
+    }
+  }
+  return found;
+}
+
+test('the C++ function scanner sees what it must (a check that the native rule below can fail)', () => {
+  const body = (n: number) => Array.from({ length: n }, (_, i) => `  x += ${i};  // }{ "}"`).join('\n');
+  const text = [
+    'static int long_one(int a,', '                    int b) {', '  if (a) {', body(80), '  }', '  return a;', '}',
+    'struct S {', '  int f() const { return 1; }', '};',
+    "void g() { char c = '}'; auto h = [&](int x) {", body(3), '  };', '}',
+  ].join('\n');
+  const fns = cxxFunctions(text);
+  assert.deepEqual(fns.map((f) => [f.name, f.line, f.lines]), [['long_one', 1, 86], ['f', 88, 1], [']', 90, 5], ['g', 90, 6]]);
+  assert.ok(cxxFunctions(fs.readFileSync(path.join(NATIVE, 'program.cc'), 'utf8')).some((f) => f.name === 'run'));
+});
+
+test('no file in src/ or native/ is over 400 lines', () => {
+  const files = [...sourceFiles(SRC), ...nativeFiles()];
+  const long = files.map((f) => [path.relative(repoRoot, f), fs.readFileSync(f, 'utf8').trimEnd().split('\n').length] as const).filter(([, n]) => n > 400);
   assert.deepEqual(long, []);
 });
 
-test('no function in src/ is over 80 lines', async () => {
+test('no function in src/ or native/ is over 80 lines', async () => {
   const ts = (await import('typescript')).default;
   const long: string[] = [];
   for (const f of sourceFiles(SRC)) {
@@ -116,6 +181,11 @@ test('no function in src/ is over 80 lines', async () => {
       ts.forEachChild(n, visit);
     };
     visit(sf);
+  }
+  for (const f of nativeFiles()) {
+    for (const fn of cxxFunctions(fs.readFileSync(f, 'utf8'))) {
+      if (fn.lines > 80) long.push(`${path.relative(repoRoot, f)}:${fn.line}: ${fn.name} (${fn.lines} lines)`);
+    }
   }
   assert.deepEqual(long, []);
 });
