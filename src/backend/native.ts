@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { gemmLayout, type AttentionBackwardParams, type AttentionParams, type Backend, type GemmParams } from './backend.js';
 import type { AdamWParams, ProbsTimesVBackwardParams, ProbsTimesVParams } from './backend.js';
 import { tableMethods, type AnyOpEntry, type TableMethods, type TableOp } from './ops/index.js';
-import { withDefaults } from './ops/spec.js';
+import { defaultsFiller } from './ops/spec.js';
 import { ShapeError } from '../errors.js';
 import { checkThreads } from './threads.js';
 import type { ProgramArray, StepProgram, StepRunner } from './program.js';
@@ -73,11 +73,17 @@ function nativeMethod(addon: Addon, op: TableOp, e: AnyOpEntry): (...args: unkno
   const fn = addon[op];
   if (typeof fn !== 'function') throw new Error(`the addon has no export '${op}' (rebuild it: npm run build:native)`);
   const toNative = e.native as ((...a: unknown[]) => unknown[]) | undefined;
+  const fill = defaultsFiller(e);
+  const n = e.operands.length;
+  const nulls: unknown[] = new Array<unknown>(n).fill(null);
+  const call = fn as (...x: unknown[]) => unknown;
   return (...raw) => {
-    const args = withDefaults(e, raw);
-    const a = (toNative ? toNative(...args) : args).map((v) => (v === undefined ? null : v));
+    // Absent trailing operands reach the addon as null, never missing (concat keeps the array packed: fast to spread).
+    const args = raw.length < n ? raw.concat(nulls.slice(raw.length)) : raw;
+    const a = toNative ? toNative(...fill(args)) : fill(args);
+    for (let i = 0; i < a.length; i++) if (a[i] === undefined) a[i] = null; // the addon reads an absent operand as null
     try {
-      return (fn as (...x: unknown[]) => unknown)(...a);
+      return call(...a);
     } catch (err) {
       return rethrowShape(op, err);
     }

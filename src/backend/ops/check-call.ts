@@ -4,8 +4,8 @@
  * hand-written checks they replace (`ShapeError`: "`name` has N elements but `shape` needs M").
  */
 import { DTypeError, ShapeError } from '../../errors.js';
-import { describe, dims, finite } from '../check.js';
-import { isArrayOperand, withDefaults, type AnyOpEntry, type ArrayKind, type ArrayOperand, type Scalars } from './spec.js';
+import { describe, finite } from '../check.js';
+import { defaultsFiller, isArrayOperand, type AnyOpEntry, type ArrayKind, type ScalarOperand, type Scalars } from './spec.js';
 
 const ARRAY_TYPES: Record<ArrayKind, [new (n: number) => ArrayLike<number>, string]> = {
   f32: [Float32Array, 'a Float32Array'],
@@ -20,39 +20,45 @@ export function checkArrayType(op: string, name: string, kind: ArrayKind, a: unk
   if (!(a instanceof ctor)) throw new DTypeError(op, `${name} must be ${label}, got ${describe(a)}`);
 }
 
-/** A checker for one entry: returns the call's arguments with defaults filled in, or throws. */
-export function callChecker(op: string, e: AnyOpEntry): (args: readonly unknown[]) => unknown[] {
+/**
+ * A checker for one entry: fills the call's defaults into `args` (in place: the wrapper's own rest array) and returns
+ * it, or throws. Everything that does not depend on the call is worked out once, here, so a checked call costs
+ * little more than the kernel's own call.
+ */
+export function callChecker(op: string, e: AnyOpEntry): (args: unknown[]) => unknown[] {
   const arrays = e.operands.flatMap((o, i) => (isArrayOperand(o) ? [{ o, i }] : []));
+  const scalars = e.operands.flatMap((o, i) => (isArrayOperand(o) ? [] : [{ o, i }]));
   const index = new Map(e.operands.map((o, i) => [o.name, i]));
-  return (raw) => {
-    const args = withDefaults(e, raw);
-    const s = checkScalars(op, e, args);
-    for (const { o, i } of arrays) if (!(o.optional && args[i] === undefined)) checkArrayType(op, o.name, o.kind, args[i]);
-    const len = (name: string): number => (args[index.get(name)!] as ArrayLike<number>).length;
-    let shape: string | undefined;
+  const fill = defaultsFiller(e);
+  const check = e.check as ((...a: unknown[]) => void) | undefined;
+  // One scalar record and one length reader per entry, reused by every call (a check never re-enters itself).
+  const s: Record<string, number> = Object.fromEntries(scalars.map(({ o }) => [o.name, 0]));
+  let current: readonly unknown[] = [];
+  const len = (name: string): number => (current[index.get(name)!] as ArrayLike<number>).length;
+  return (args) => {
+    fill(args);
+    current = args;
+    checkScalars(op, scalars, args, s);
+    for (const { o, i } of arrays) if (!(o.optional && args[i] == null)) checkArrayType(op, o.name, o.kind, args[i]);
     for (const { o, i } of arrays) {
-      const a = args[i] as ArrayLike<number> | undefined;
-      if (a !== undefined) checkSize(op, o, a, s, len, () => (shape ??= e.shape(s, len)));
+      const a = args[i] as ArrayLike<number> | undefined | null;
+      if (a != null && a.length < o.size(s, len)) {
+        throw new ShapeError(op, `${o.name} has ${a.length} elements but ${e.shape(s, len)} needs ${o.size(s, len)}`);
+      }
     }
-    (e.check as ((...a: unknown[]) => void) | undefined)?.(...args);
+    check?.(...args);
     return args;
   };
 }
 
-function checkScalars(op: string, e: AnyOpEntry, args: readonly unknown[]): Scalars {
-  const s: Record<string, number> = {};
-  e.operands.forEach((o, i) => {
+function checkScalars(op: string, scalars: readonly { o: ScalarOperand; i: number }[], args: readonly unknown[], s: Record<string, number>): Scalars {
+  for (const { o, i } of scalars) {
     const v = args[i] as number;
-    if (isArrayOperand(o)) return;
-    if (o.kind === 'int') s[o.name] = v;
-    else if (o.kind === 'finite' || o.kind === 'positive') finite(op, o.name, v, o.kind === 'positive');
+    if (o.kind === 'int') {
+      if (!Number.isInteger(v) || v < 0) throw new ShapeError(op, `${o.name} must be a non-negative integer, got ${v}`);
+      s[o.name] = v;
+    } else if (o.kind === 'finite' || o.kind === 'positive') finite(op, o.name, v, o.kind === 'positive');
     else if (o.kind === 'sint' && v !== undefined && !Number.isInteger(v)) throw new ShapeError(op, `${o.name} must be an integer, got ${v}`);
-  });
-  dims(op, s);
+  }
   return s;
-}
-
-function checkSize(op: string, o: ArrayOperand, a: ArrayLike<number>, s: Scalars, len: (name: string) => number, shape: () => string): void {
-  const end = o.size(s, len);
-  if (a.length < end) throw new ShapeError(op, `${o.name} has ${a.length} elements but ${shape()} needs ${end}`);
 }

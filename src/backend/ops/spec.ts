@@ -110,6 +110,19 @@ export interface AnyOpEntry {
   readonly step?: StepSpec;
 }
 
+/**
+ * A filler for a hot path: puts every scalar default into a call's argument array IN PLACE (the rest array of the
+ * wrapper that received them, so nobody else holds it) and returns it.
+ */
+export function defaultsFiller(e: AnyOpEntry): (args: unknown[]) => unknown[] {
+  const defs = e.operands.flatMap((o, i) => (!isArrayOperand(o) && o.default !== undefined ? [[i, o.default] as const] : []));
+  if (defs.length === 0) return (args) => args;
+  return (args) => {
+    for (const [i, d] of defs) if (args[i] === undefined || args[i] === null) args[i] = d;
+    return args;
+  };
+}
+
 /** The method's arguments with every scalar default filled in. */
 export function withDefaults(e: AnyOpEntry, args: readonly unknown[]): unknown[] {
   const out = e.operands.map((o, i) => (args[i] === undefined && !isArrayOperand(o) && o.default !== undefined ? o.default : args[i]));
