@@ -201,3 +201,18 @@ test('DirectShare on Qwen3 and Gemma 3: head-shared layers keep their own q/k no
     assert.ok(maxDiff(decodeAll(shared, ids), full) <= 1e-5, `${name}: decode`);
   }
 });
+
+test('student folders written before students named themselves (architectures LlamaForCausalLM + echoatt_sharing) still load', () => {
+  const json = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'qwen3', 'config.json'), 'utf8')) as Record<string, unknown>;
+  const old = configFromJson({ ...json, echoatt_sharing: { groups: [{ anchor: 0, shared: [1] }] } }, 'old-student/config.json');
+  assert.equal(old.architecture, 'Qwen3ForCausalLM');
+  assert.equal(old.attention[1].kind, 'echo');
+  const written = configToHfJson(old);
+  assert.deepEqual([written.architectures, written.model_type], [['EchoAttQwen3ForCausalLM'], 'echoatt_qwen3']);
+  assert.deepEqual(configFromJson(JSON.parse(JSON.stringify(written)), 'new.json'), old);
+  // A student's own names without the base keys still resolve (the prefix is stripped).
+  const bare = { ...written };
+  delete bare.echoatt_base_architecture;
+  delete bare.echoatt_base_model_type;
+  assert.equal(configFromJson(bare, 'bare.json').architecture, 'Qwen3ForCausalLM');
+});

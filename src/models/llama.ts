@@ -1,5 +1,6 @@
 /**
- * The Llama-family model (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2) and every student echoatt makes of it:
+ * The decoder model of every family echoatt runs (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2, Qwen3, Gemma 3 text;
+ * the family is data in its config) and every student echoatt makes of it:
  * one class, whose layers' attention kinds come from the config (`config.attention`), so a teacher, an EchoAtt
  * student, a head-wise weight-shared model and a mix of both are the same type with different data. Prefill over a
  * batch with a causal mask, incremental decode with a {@link KVCache} laid out per layer kind (echo layers keep V
