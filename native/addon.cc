@@ -188,10 +188,6 @@ const struct {
     {"setThreads", SetThreads},
     {"gemm", Gemm},
     {"matvec", Matvec},
-    {"matmulHalf", Direct<&Kernels::matmul_half>},
-    {"rmsnorm", Direct<&Kernels::rmsnorm>},
-    {"rmsnormBackward", Direct<&Kernels::rmsnorm_backward>},
-    {"rope", Direct<&Kernels::rope>},
     {"attention", Fill<&Kernels::attention, F<&AA::q>, F<&AA::k>, F<&AA::v>, F<&AA::out>, Opt<&AA::probs>,
                        F<&AA::batch>, F<&AA::tq>, F<&AA::s>, F<&AA::n_heads>, F<&AA::n_kv_heads>, F<&AA::head_dim>,
                        F<&AA::q_pos0>, F<&AA::scale>, F<&AA::kv_batch_stride>, F<&AA::window>>},
@@ -205,17 +201,7 @@ const struct {
      Fill<&Kernels::probs_times_v_backward, F<&AB::probs>, F<&AB::v>, F<&AB::dout>, F<&AB::dprobs>, F<&AB::dv>,
           F<&AB::batch>, F<&AB::tq>, F<&AB::s>, F<&AB::n_heads>, F<&AB::n_kv_heads>, F<&AB::head_dim>>},
     {"softmax", Softmax},
-    {"softmaxBackward", Direct<&Kernels::softmax_backward>},
-    {"logSoftmax", Direct<&Kernels::log_softmax>},
     {"crossEntropy", CrossEntropy},
-    {"siluMul", Direct<&Kernels::silu_mul>},
-    {"siluMulBackward", Direct<&Kernels::silu_mul_backward>},
-    {"geluTanhMul", Direct<&Kernels::gelu_tanh_mul>},
-    {"geluTanhMulBackward", Direct<&Kernels::gelu_tanh_mul_backward>},
-    {"scale", Direct<&Kernels::scale>},
-    {"add", Direct<&Kernels::add>},
-    {"mul", Direct<&Kernels::mul>},
-    {"axpy", Direct<&Kernels::axpy>},
     {"packProbs", Fill<&Kernels::pack_probs, F<&PackProbsArgs::probs>, F<&PackProbsArgs::packed>,
                        F<&PackProbsArgs::heads>, F<&PackProbsArgs::t>, F<&PackProbsArgs::stats>>},
     {"compareProbs", CompareProbs},
@@ -230,6 +216,9 @@ const struct {
     {"compileProgram", CompileProgram},
     {"runProgram", RunProgram},
     {"programProfile", ProgramProfile},
+#define ECHOATT_KERNEL_ENTRY(js, name, params) {#js, Direct<&Kernels::name>},
+    ECHOATT_DIRECT_KERNELS(ECHOATT_KERNEL_ENTRY)
+#undef ECHOATT_KERNEL_ENTRY
 };
 constexpr size_t kNumEntries = sizeof(kEntries) / sizeof(kEntries[0]);
 

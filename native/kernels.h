@@ -2,10 +2,13 @@
 // kernels_portable.cc, all generated from kernels_body.h / matmul_body.h / pointwise_body.h / attention_body.h /
 // stats_body.h / optim_body.h); select_kernels() picks one at load time.
 // Semantics of every entry are those of the matching method of the TypeScript `Backend` interface
-// (src/backend/backend.ts); arguments are already validated and defaults already filled in.
+// (src/backend/backend.ts, or its op-table entry in src/backend/ops/); arguments are already validated and defaults
+// already filled in. The kernels the addon exports directly are listed once, in kernel_list.h.
 #pragma once
 
 #include <stdint.h>
+
+#include "kernel_list.h"
 
 namespace echoatt {
 
@@ -122,34 +125,13 @@ struct Kernels {
   void (*gemm_small_m)(const GemmArgs& g);
 
   void (*matvec)(const float* w, const float* x, float* y, int64_t n, int64_t k, bool accumulate);
-  // out (rows, n) = x (rows, k) · Wᵀ with W (n, k) stored as f16 or bf16 bits.
-  void (*matmul_half)(const float* x, const uint16_t* w, bool bf16, float* out, int64_t rows, int64_t n, int64_t k);
   // Packs one NR-column SGEMM panel of B = Wᵀ from half bits, widening: dst[p·NR + c] = W[c, p] (W rows at stride
   // ldw) for p < kc, c < cols; columns c ≥ cols are zero.
   void (*pack_b_half)(const uint16_t* w, int64_t ldw, bool bf16, int64_t kc, int cols, float* dst);
-  // Scales w + w_offset (w itself, bit for bit, when w_offset is 0).
-  void (*rmsnorm)(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps, float w_offset);
-  void (*rmsnorm_backward)(const float* x, const float* w, const float* dy, float* dx, float* dw, int64_t rows,
-                           int64_t dim, float eps, float w_offset);
-  void (*rope)(float* x, int64_t n_tok, int64_t n_heads, int64_t head_dim, const int32_t* pos, const float* cos,
-               const float* sin, bool half_style, bool inverse);
   void (*softmax)(const float* x, float* out, int64_t rows, int64_t cols, bool causal, int64_t causal_offset);
-  void (*softmax_backward)(const float* p, const float* dp, float* dx, int64_t rows, int64_t cols);
-  void (*log_softmax)(const float* x, float* out, int64_t rows, int64_t cols);
   // Targets are validated by the caller.
   void (*cross_entropy)(const float* logits, const int32_t* targets, float* losses, int64_t rows, int64_t cols,
                         float* dlogits, float grad_scale, int32_t ignore_index);
-  void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
-  void (*silu_mul_backward)(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
-                            int64_t n);
-  void (*gelu_tanh_mul)(const float* gate, const float* up, float* out, int64_t n);
-  void (*gelu_tanh_mul_backward)(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
-                                 int64_t n);
-  void (*scale)(const float* x, float alpha, float* out, int64_t n);
-  void (*add)(const float* a, const float* b, float* out, int64_t n);
-  void (*mul)(const float* a, const float* b, float* out, int64_t n);
-  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
-
   void (*pack_probs)(const PackProbsArgs& p);
   void (*compare_probs)(const MapStatsArgs& p);
   void (*kl_div)(const KlDivArgs& p);
@@ -160,6 +142,11 @@ struct Kernels {
   void (*probs_times_v)(const ProbsTimesVArgs& p);
   void (*attention_backward)(const AttentionBackwardArgs& p);
   void (*probs_times_v_backward)(const AttentionBackwardArgs& p);
+
+  // The directly exported kernels (kernel_list.h), last.
+#define ECHOATT_KERNEL_MEMBER(js, name, params) void(*name) params;
+  ECHOATT_DIRECT_KERNELS(ECHOATT_KERNEL_MEMBER)
+#undef ECHOATT_KERNEL_MEMBER
 };
 
 constexpr int64_t kGemmSmallM = 4;

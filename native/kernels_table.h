@@ -26,23 +26,9 @@ const Kernels ECHOATT_CAT(kernels_, ECHOATT_ISA) = {
     ECHOATT_ISA::kGemmNR,
     ECHOATT_ISA::gemm_small_m,
     ECHOATT_ISA::matvec,
-    ECHOATT_ISA::matmul_half,
     ECHOATT_ISA::pack_b_half,
-    ECHOATT_ISA::rmsnorm,
-    ECHOATT_ISA::rmsnorm_backward,
-    ECHOATT_ISA::rope,
     ECHOATT_ISA::softmax,
-    ECHOATT_ISA::softmax_backward,
-    ECHOATT_ISA::log_softmax,
     ECHOATT_ISA::cross_entropy,
-    ECHOATT_ISA::silu_mul,
-    ECHOATT_ISA::silu_mul_backward,
-    ECHOATT_ISA::gelu_tanh_mul,
-    ECHOATT_ISA::gelu_tanh_mul_backward,
-    ECHOATT_ISA::scale,
-    ECHOATT_ISA::add,
-    ECHOATT_ISA::mul,
-    ECHOATT_ISA::axpy,
     ECHOATT_ISA::pack_probs,
     ECHOATT_ISA::compare_probs,
     ECHOATT_ISA::kl_div,
@@ -52,6 +38,9 @@ const Kernels ECHOATT_CAT(kernels_, ECHOATT_ISA) = {
     ECHOATT_ISA::probs_times_v,
     ECHOATT_ISA::attention_backward,
     ECHOATT_ISA::probs_times_v_backward,
+#define ECHOATT_KERNEL_INIT(js, name, params) ECHOATT_ISA::name,
+    ECHOATT_DIRECT_KERNELS(ECHOATT_KERNEL_INIT)
+#undef ECHOATT_KERNEL_INIT
 };
 
 }  // namespace echoatt

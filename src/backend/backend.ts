@@ -20,7 +20,15 @@
  */
 import type { StepProgram, StepRunner } from './program-types.js';
 import type { HalfDType } from '../tensor/dtype.js';
-export interface Backend {
+import type { AdamWParams, RopeStyle } from './kernel-types.js';
+import type { TableMethods } from './ops/index.js';
+
+/**
+ * Besides the methods written out below, a backend has one method per op-table entry (`ops/`: matvec, matmulHalf,
+ * rmsnorm, rope, softmax, crossEntropy, the elementwise kernels, embedding, packProbs, klDivergence, sumSquares, …),
+ * typed by the entry's reference and documented on the entry; see `ops/index.ts`.
+ */
+export interface Backend extends TableMethods {
   /** Short name, e.g. `'reference'` or `'native'`. */
   readonly name: string;
   /** Number of threads the backend computes with (1 for single-threaded backends). */
@@ -36,49 +44,6 @@ export interface Backend {
    * Covers every layout a Linear layer and its gradient use: `y = x·Wᵀ` (transB), `dx = dy·W`, `dW = dyᵀ·x` (transA).
    */
   gemm(p: GemmParams): void;
-
-  /**
-   * Matrix-vector product for decode: `y[i] = (accumulate ? y[i] : 0) + Σ_j W[i, j] · x[j]`,
-   * `W` is `(n, k)` row-major starting at `wOff` (a Linear weight in `(out, in)` layout), `x` is `(k)`, `y` is `(n)`.
-   */
-  matvec(w: Float32Array, x: Float32Array, y: Float32Array, n: number, k: number, wOff?: number, accumulate?: boolean): void;
-
-  /**
-   * Linear layer over a half-precision weight: `out[r, i] = Σ_j x[r, j] · W[i, j]`, `x` `(rows, k)`, `out` `(rows, n)`,
-   * `w` the raw bits of an `(n, k)` row-major f16 (IEEE half) or bf16 matrix, as loaded from a checkpoint. The weight is
-   * never widened in memory: fast backends convert in registers (F16C / 16-bit shifts) or while packing GEMM panels.
-   * Results equal `gemm` over the widened weight up to float32 summation order.
-   */
-  matmulHalf(x: Float32Array, w: Uint16Array, dtype: HalfDType, out: Float32Array, rows: number, n: number, k: number): void;
-
-  /**
-   * RMSNorm over the last dimension: `out[r, j] = x[r, j] / sqrt(mean_j(x[r]²) + eps) · (w[j] + wOffset)`.
-   * `x`, `out` are `(rows, dim)`, `w` is `(dim)`. `out` may alias `x`. `wOffset` (default 0) is for checkpoints that
-   * store the scale as `1 + w` (Gemma: pass 1); per-head q/k norms (Qwen3, Gemma 3) are `rows = tokens · heads`,
-   * `dim = headDim`. With `wOffset = 0` the result is exactly that of a call without it.
-   */
-  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, dim: number, eps: number, wOffset?: number): void;
-
-  /**
-   * Backward of {@link rmsnorm} (the same `wOffset`). Writes `dx` `(rows, dim)` (overwritten) and ACCUMULATES into
-   * `dw` `(dim)` (the gradient with respect to `w`, which the offset does not change).
-   */
-  rmsnormBackward(
-    x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array,
-    rows: number, dim: number, eps: number, wOffset?: number,
-  ): void;
-
-  /**
-   * Rotary position embedding, in place, on `x` `(nTok, nHeads, headDim)`. Token `t` is rotated by angle
-   * `pos[t] · freq_i`, reading `cos[pos[t] · headDim/2 + i]` / `sin[...]` from tables of shape `(maxPos, headDim/2)`.
-   * `style: 'interleaved'` rotates adjacent pairs `(x[2i], x[2i+1])` (llama2.c); `'half'` rotates `(x[i], x[i+D/2])`
-   * (Hugging Face). `inverse` rotates by the negative angle, which is exactly the backward pass (rotations are
-   * orthogonal), so the same kernel serves forward and gradient.
-   */
-  rope(
-    x: Float32Array, nTok: number, nHeads: number, headDim: number, pos: Int32Array,
-    cos: Float32Array, sin: Float32Array, style: RopeStyle, inverse?: boolean,
-  ): void;
 
   /**
    * Scaled-dot-product attention with a causal mask and grouped-query heads (see the layout note above).
@@ -110,74 +75,6 @@ export interface Backend {
   probsTimesVBackward(p: ProbsTimesVBackwardParams): void;
 
   /**
-   * Row softmax of `x` `(rows, cols)` into `out` (may alias `x`). With `causalOffset = c`, row `r` keeps columns
-   * `0 ..= r + c` and the rest become exactly 0 (a row with no kept column is all 0).
-   */
-  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number, causalOffset?: number): void;
-
-  /** Backward of softmax: `dx[r, j] = p[r, j] · (dp[r, j] − Σ_k p[r, k] · dp[r, k])`. `dx` may alias `dp`. */
-  softmaxBackward(p: Float32Array, dp: Float32Array, dx: Float32Array, rows: number, cols: number): void;
-
-  /** Log-softmax of each row of `x` `(rows, cols)` into `out` (may alias `x`). */
-  logSoftmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
-
-  /**
-   * Cross-entropy of `logits` `(rows, cols)` against `targets` `(rows)`. Writes each row's loss
-   * `−log softmax(logits[r])[targets[r]]` into `losses` `(rows)` (0 where `targets[r] === ignoreIndex`).
-   * If `dlogits` is given, writes `gradScale · (softmax(logits[r]) − onehot(targets[r]))` into it (0 rows for ignored
-   * targets); `dlogits` may alias `logits`. Throws on a target outside `[0, cols)` other than `ignoreIndex`.
-   */
-  crossEntropy(
-    logits: Float32Array, targets: Int32Array, losses: Float32Array, rows: number, cols: number,
-    dlogits?: Float32Array, gradScale?: number, ignoreIndex?: number,
-  ): void;
-
-  /** `out[i] = silu(gate[i]) · up[i]`, `silu(g) = g / (1 + e^−g)`. `out` may alias `gate` or `up`. */
-  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
-
-  /** Backward of {@link siluMul}: overwrites `dgate` and `dup` (each `(n)`). */
-  siluMulBackward(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
-
-  /**
-   * `out[i] = gelu_tanh(gate[i]) · up[i]` with `gelu_tanh(g) = 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))` (PyTorch's
-   * `gelu(approximate='tanh')`, Gemma's FFN). `out` may alias `gate` or `up`.
-   */
-  geluTanhMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
-
-  /** Backward of {@link geluTanhMul}: overwrites `dgate` and `dup` (each `(n)`). */
-  geluTanhMulBackward(gate: Float32Array, up: Float32Array, dout: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
-
-  /**
-   * `out[i] = alpha · x[i]`; `out` may alias `x`. `alpha` is rounded to float32 first (every backend multiplies in
-   * float32, as Hugging Face's Gemma scales its embeddings by a float32 `√hidden`).
-   */
-  scale(x: Float32Array, alpha: number, out: Float32Array, n: number): void;
-
-  /** `out[i] = a[i] + b[i]`; `out` may alias `a` or `b`. */
-  add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
-
-  /** `out[i] = a[i] · b[i]`; `out` may alias `a` or `b`. */
-  mul(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
-
-  /** `y[i] += alpha · x[i]`. */
-  axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void;
-
-  /** Row gather: `out[t, :] = table[ids[t], :]`, `table` `(vocab, dim)`, `out` `(ids.length, dim)`. Throws on an id out of range. */
-  embedding(table: Float32Array, ids: Int32Array, out: Float32Array, vocab: number, dim: number): void;
-
-  /** Backward of {@link embedding}: ACCUMULATES `dTable[ids[t], :] += dOut[t, :]` (repeated ids add up). */
-  embeddingBackward(dOut: Float32Array, ids: Int32Array, dTable: Float32Array, vocab: number, dim: number): void;
-
-  /**
-   * Attention-map statistics, step 1 (`echoatt analyze`): pack `heads` causal maps `probs` `(heads, t, t)` (row `r`
-   * keeps columns `0 ..= r`) to their lower triangles, row after row, into `packed` `(heads, K)`, `K = t(t+1)/2`, and
-   * write per head `stats[h] = Σ p²` and `stats[heads + h] = Σ −p ln p` (`0 ln 0 = 0`), summed in float64 as
-   * {@link compareProbs} sums (the entropy is exactly `compareProbs(packed, packed)`'s, so identical maps compare
-   * to a Jensen–Shannon divergence of exactly 0). `stats` is a `Float64Array` of `2 · heads`.
-   */
-  packProbs(probs: Float32Array, packed: Float32Array, heads: number, t: number, stats: Float64Array): void;
-
-  /**
    * Attention-map statistics, step 2: packed maps `maps[i]` `(heads, k)` each against one packed map `b`. For map `i`
    * and head `h`, `stats[(2i)·heads + h] = Σ_j a·b` and `stats[(2i + 1)·heads + h] = Σ_j −m ln m` with
    * `m = (a + b)/2` (entries with `m ≤ 0` add 0), and, when `gram` `(maps.length, heads, heads)` is given,
@@ -187,22 +84,8 @@ export interface Backend {
    */
   compareProbs(maps: readonly Float32Array[], b: Float32Array, heads: number, k: number, stats: Float64Array, gram?: Float64Array): void;
 
-  /**
-   * Distillation KL per row of `(rows, cols)` logits at temperature `temperature` (> 0): with
-   * `p = softmax(teacher[r] / T)`, `q = softmax(student[r] / T)`, writes `losses[r] = Σ_j p_j (log p_j − log q_j)`
-   * (terms with `p_j = 0` add 0). If `dstudent` is given, writes `gradScale · (q − p)` into it (`dstudent` may
-   * alias `student`); the gradient of `losses[r]` with respect to `student[r]` is that with `gradScale = 1 / T`.
-   */
-  klDivergence(
-    student: Float32Array, teacher: Float32Array, losses: Float32Array, rows: number, cols: number, temperature: number,
-    dstudent?: Float32Array, gradScale?: number,
-  ): void;
-
   /** One AdamW update of `n` parameters in place (see {@link AdamWParams}). */
   adamw(p: AdamWParams): void;
-
-  /** `Σ x[i]²` over the first `n` elements, accumulated in float64 (for gradient-norm clipping). */
-  sumSquares(x: Float32Array, n: number): number;
 
   /**
    * Prepare a {@link StepProgram} (one decode step of a whole model as kernel calls over fixed buffers, see
@@ -212,9 +95,7 @@ export interface Backend {
   stepProgram(p: StepProgram): StepRunner;
 }
 
-export type RopeStyle = 'interleaved' | 'half';
-export type { HalfDType };
-
+export type { AdamWParams, HalfDType, RopeStyle };
 
 export interface GemmParams {
   m: number;
@@ -244,28 +125,6 @@ export interface GemmParams {
   strideA?: number;
   strideB?: number;
   strideC?: number;
-}
-
-/**
- * One AdamW step (decoupled weight decay, PyTorch's `AdamW`) over `n` parameters, in place: with `g' = gradScale · g`,
- * `m ← β1 m + (1 − β1) g'`, `v ← β2 v + (1 − β2) g'²`,
- * `w ← w · (1 − lr · weightDecay) − lr · (m / (1 − β1^step)) / (√(v / (1 − β2^step)) + eps)`.
- */
-export interface AdamWParams {
-  w: Float32Array;
-  g: Float32Array;
-  m: Float32Array;
-  v: Float32Array;
-  n: number;
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** The 1-based update count (bias correction). */
-  step: number;
-  /** Default 1 (gradient clipping folds its factor in here). */
-  gradScale?: number;
 }
 
 /** The shape every attention kernel is told: query rows `(B, Tq, H, D)` against `S` key/value positions of `Hkv` heads. */

@@ -3,7 +3,7 @@
  * and comparison (`echoatt analyze`), the distillation KL, AdamW and the squared norm. `ReferenceBackend` delegates
  * its methods of the same names here; semantics are documented on the {@link Backend} interface.
  */
-import type { AdamWParams } from './backend.js';
+import type { AdamWParams } from './kernel-types.js';
 
 /** `Backend.packProbs`: causal triangles of `(heads, t, t)` into `(heads, K)`, with Σ p² and Σ −p ln p per head. */
 export function packProbsRef(probs: Float32Array, packed: Float32Array, heads: number, t: number, stats: Float64Array): void {

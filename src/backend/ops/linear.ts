@@ -1,6 +1,7 @@
 /** Op-table entries of the matrix-vector products, RMSNorm and RoPE. */
-import type { HalfDType, RopeStyle } from '../backend.js';
-import type { OpTable } from './spec.js';
+import type { RopeStyle } from '../kernel-types.js';
+import type { HalfDType } from '../../tensor/dtype.js';
+import { op } from './spec.js';
 import { arr, f32In, f32Out, ints, scalar } from './operands.js';
 import { DTypeError, ShapeError } from '../../errors.js';
 import { bf16ToF32, f16ToF32 } from '../../tensor/dtype.js';
@@ -12,7 +13,11 @@ const DIM = (s: Readonly<Record<string, number>>): number => s.dim;
 const NORM_SHAPE = (s: Readonly<Record<string, number>>): string => `(${s.rows}, ${s.dim})`;
 
 export const LINEAR_OPS = {
-  matvec: {
+  /**
+   * Matrix-vector product for decode: `y[i] = (accumulate ? y[i] : 0) + Σ_j W[i, j] · x[j]`,
+   * `W` is `(n, k)` row-major starting at `wOff` (a Linear weight in `(out, in)` layout), `x` is `(k)`, `y` is `(n)`.
+   */
+  matvec: op({
     operands: [
       arr('w', 'f32', (s) => s.wOff + s.n * s.k), ...f32In((s) => s.k, 'x'), ...f32Out((s) => s.n, 'y'),
       ...ints('n', 'k'), scalar('wOff', 'int', 0), scalar('accumulate', 'bool', false),
@@ -31,16 +36,19 @@ export const LINEAR_OPS = {
       name: 'matvec', opcode: 2, operands: ['r:w', 'r:x', 'r:y', 'n', 'k', 'accumulate'], fixed: { wOff: 0 },
       bind: { w: (d, c) => c.arrays[ref(d.w).array], wOff: (d) => ref(d.w).offset, accumulate: (d) => d.accumulate !== 0 },
     },
-  },
-  matmulHalf: {
+  }),
+  /**
+   * Linear layer over a half-precision weight: `out[r, i] = Σ_j x[r, j] · W[i, j]`, `x` `(rows, k)`, `out` `(rows, n)`,
+   * `w` the raw bits of an `(n, k)` row-major f16 (IEEE half) or bf16 matrix, as loaded from a checkpoint. The weight is
+   * never widened in memory: fast backends convert in registers (F16C / 16-bit shifts) or while packing GEMM panels.
+   * Results equal `gemm` over the widened weight up to float32 summation order.
+   */
+  matmulHalf: op({
     operands: [
       ...f32In((s) => s.rows * s.k, 'x'), arr('w', 'u16', (s) => s.n * s.k), scalar('dtype', 'string'),
       ...f32Out((s) => s.rows * s.n, 'out'), ...ints('rows', 'n', 'k'),
     ],
     shape: (s) => `x (${s.rows}, ${s.k}) · W (${s.n}, ${s.k})ᵀ`,
-    check(_x, _w, dtype) {
-      if (dtype !== 'f16' && dtype !== 'bf16') throw new DTypeError('matmulHalf', `weight dtype must be 'f16' or 'bf16', got '${String(dtype)}'`);
-    },
     reference(x: F32, w: Uint16Array, dtype: HalfDType, out: F32, rows: number, n: number, k: number): void {
       const row = new Float32Array(k);
       for (let i = 0; i < n; i++) {
@@ -54,14 +62,23 @@ export const LINEAR_OPS = {
         }
       }
     },
+    check(_x, _w, dtype) {
+      if (dtype !== 'f16' && dtype !== 'bf16') throw new DTypeError('matmulHalf', `weight dtype must be 'f16' or 'bf16', got '${String(dtype)}'`);
+    },
     native: (x, w, dtype, out, rows, n, k) => [x, w, dtype === 'bf16', out, rows, n, k],
     // dtype 1 f16, 2 bf16; W from its start.
     step: {
       name: 'matmulHalf', opcode: 3, operands: ['r:x', 'r:w', 'dtype', 'r:out', 'n', 'k'], fixed: { rows: 1 },
       bind: { w: (d, c) => c.arrays[ref(d.w).array], dtype: (d) => (d.dtype === 2 ? 'bf16' : 'f16') },
     },
-  },
-  rmsnorm: {
+  }),
+  /**
+   * RMSNorm over the last dimension: `out[r, j] = x[r, j] / sqrt(mean_j(x[r]²) + eps) · (w[j] + wOffset)`.
+   * `x`, `out` are `(rows, dim)`, `w` is `(dim)`. `out` may alias `x`. `wOffset` (default 0) is for checkpoints that
+   * store the scale as `1 + w` (Gemma: pass 1); per-head q/k norms (Qwen3, Gemma 3) are `rows = tokens · heads`,
+   * `dim = headDim`. With `wOffset = 0` the result is exactly that of a call without it.
+   */
+  rmsnorm: op({
     operands: [
       ...f32In(ROWS_DIM, 'x'), ...f32In(DIM, 'w'), ...f32Out(ROWS_DIM, 'out'), ...ints('rows', 'dim'),
       scalar('eps', 'num'), scalar('wOffset', 'finite', 0),
@@ -78,26 +95,37 @@ export const LINEAR_OPS = {
       }
     },
     step: { name: 'rmsnorm', opcode: 1, operands: ['r:x', 'r:w', 'r:out', 'rows', 'dim', 'c:eps', 'c:wOffset'] },
-  },
-  rmsnormBackward: {
+  }),
+  /**
+   * Backward of `rmsnorm` (the same `wOffset`). Writes `dx` `(rows, dim)` (overwritten) and ACCUMULATES into
+   * `dw` `(dim)` (the gradient with respect to `w`, which the offset does not change).
+   */
+  rmsnormBackward: op({
     operands: [
       ...f32In(ROWS_DIM, 'x'), ...f32In(DIM, 'w'), ...f32In(ROWS_DIM, 'dy'), ...f32Out(ROWS_DIM, 'dx'), ...f32Out(DIM, 'dw'),
       ...ints('rows', 'dim'), scalar('eps', 'num'), scalar('wOffset', 'finite', 0),
     ],
     shape: NORM_SHAPE,
     reference: rmsnormBackwardRef,
-  },
-  rope: {
+  }),
+  /**
+   * Rotary position embedding, in place, on `x` `(nTok, nHeads, headDim)`. Token `t` is rotated by angle
+   * `pos[t] · freq_i`, reading `cos[pos[t] · headDim/2 + i]` / `sin[...]` from tables of shape `(maxPos, headDim/2)`.
+   * `style: 'interleaved'` rotates adjacent pairs `(x[2i], x[2i+1])` (llama2.c); `'half'` rotates `(x[i], x[i+D/2])`
+   * (Hugging Face). `inverse` rotates by the negative angle, which is exactly the backward pass (rotations are
+   * orthogonal), so the same kernel serves forward and gradient.
+   */
+  rope: op({
     operands: [
       ...f32Out((s) => s.nTok * s.nHeads * s.headDim, 'x'), ...ints('nTok', 'nHeads', 'headDim'),
       arr('pos', 'i32', (s) => s.nTok), ...f32In(() => 0, 'cos', 'sin'), scalar('style', 'string'), scalar('inverse', 'bool', false),
     ],
     shape: (s) => `(${s.nTok}, ${s.nHeads}, ${s.headDim})`,
-    check: checkRope,
     reference: ropeRef,
+    check: checkRope,
     native: (x, nTok, nHeads, headDim, pos, cos, sin, style, inverse) => [x, nTok, nHeads, headDim, pos, cos, sin, style === 'half', inverse],
-  },
-} as const satisfies OpTable<'matvec' | 'matmulHalf' | 'rmsnorm' | 'rmsnormBackward' | 'rope'>;
+  }),
+};
 
 function ref(v: unknown): { array: number; offset: number } {
   return v as { array: number; offset: number };

@@ -1,5 +1,5 @@
 /** Op-table entries of the elementwise kernels: gated activations (SwiGLU, GELU), scaling, sums and products. */
-import type { OpTable } from './spec.js';
+import { op } from './spec.js';
 import { f32In, f32Out, ints, N, scalar, VEC_SHAPE } from './operands.js';
 
 type F32 = Float32Array;
@@ -15,7 +15,8 @@ const GATED_BACKWARD = [...f32In(N, 'gate', 'up', 'dout'), ...f32Out(N, 'dgate',
 const BINARY = [...f32In(N, 'a', 'b'), ...f32Out(N, 'out'), ...ints('n')];
 
 export const POINTWISE_OPS = {
-  siluMul: {
+  /** `out[i] = silu(gate[i]) · up[i]`, `silu(g) = g / (1 + e^−g)`. `out` may alias `gate` or `up`. */
+  siluMul: op({
     operands: GATED,
     shape: VEC_SHAPE,
     reference(gate: F32, up: F32, out: F32, n: number): void {
@@ -25,13 +26,18 @@ export const POINTWISE_OPS = {
       }
     },
     step: { name: 'siluMul', opcode: 10, operands: ['r:gate', 'r:up', 'r:out', 'n'] },
-  },
-  siluMulBackward: {
+  }),
+  /** Backward of `siluMul`: overwrites `dgate` and `dup` (each `(n)`). */
+  siluMulBackward: op({
     operands: GATED_BACKWARD,
     shape: VEC_SHAPE,
     reference: siluMulBackwardRef,
-  },
-  geluTanhMul: {
+  }),
+  /**
+   * `out[i] = gelu_tanh(gate[i]) · up[i]` with `gelu_tanh(g) = 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))` (PyTorch's
+   * `gelu(approximate='tanh')`, Gemma's FFN). `out` may alias `gate` or `up`.
+   */
+  geluTanhMul: op({
     operands: GATED,
     shape: VEC_SHAPE,
     reference(gate: F32, up: F32, out: F32, n: number): void {
@@ -41,13 +47,18 @@ export const POINTWISE_OPS = {
       }
     },
     step: { name: 'geluMul', opcode: 12, operands: ['r:gate', 'r:up', 'r:out', 'n'] },
-  },
-  geluTanhMulBackward: {
+  }),
+  /** Backward of `geluTanhMul`: overwrites `dgate` and `dup` (each `(n)`). */
+  geluTanhMulBackward: op({
     operands: GATED_BACKWARD,
     shape: VEC_SHAPE,
     reference: geluTanhMulBackwardRef,
-  },
-  scale: {
+  }),
+  /**
+   * `out[i] = alpha · x[i]`; `out` may alias `x`. `alpha` is rounded to float32 first (every backend multiplies in
+   * float32, as Hugging Face's Gemma scales its embeddings by a float32 `√hidden`).
+   */
+  scale: op({
     operands: [...f32In(N, 'x'), scalar('alpha', 'num'), ...f32Out(N, 'out'), ...ints('n')],
     shape: VEC_SHAPE,
     reference(x: F32, alpha: number, out: F32, n: number): void {
@@ -55,30 +66,33 @@ export const POINTWISE_OPS = {
       for (let i = 0; i < n; i++) out[i] = a * x[i];
     },
     step: { name: 'scale', opcode: 13, operands: ['r:x', 'r:out', 'n', 'c:alpha'] },
-  },
-  add: {
+  }),
+  /** `out[i] = a[i] + b[i]`; `out` may alias `a` or `b`. */
+  add: op({
     operands: BINARY,
     shape: VEC_SHAPE,
     reference(a: F32, b: F32, out: F32, n: number): void {
       for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
     },
     step: { name: 'add', opcode: 5, operands: ['r:a', 'r:b', 'r:out', 'n'] },
-  },
-  mul: {
+  }),
+  /** `out[i] = a[i] · b[i]`; `out` may alias `a` or `b`. */
+  mul: op({
     operands: BINARY,
     shape: VEC_SHAPE,
     reference(a: F32, b: F32, out: F32, n: number): void {
       for (let i = 0; i < n; i++) out[i] = a[i] * b[i];
     },
-  },
-  axpy: {
+  }),
+  /** `y[i] += alpha · x[i]`. */
+  axpy: op({
     operands: [scalar('alpha', 'num'), ...f32In(N, 'x'), ...f32Out(N, 'y'), ...ints('n')],
     shape: VEC_SHAPE,
     reference(alpha: number, x: F32, y: F32, n: number): void {
       for (let i = 0; i < n; i++) y[i] += alpha * x[i];
     },
-  },
-} as const satisfies OpTable<'siluMul' | 'siluMulBackward' | 'geluTanhMul' | 'geluTanhMulBackward' | 'scale' | 'add' | 'mul' | 'axpy'>;
+  }),
+};
 
 function siluMulBackwardRef(gate: F32, up: F32, dout: F32, dgate: F32, dup: F32, n: number): void {
   for (let i = 0; i < n; i++) {

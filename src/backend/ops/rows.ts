@@ -1,5 +1,5 @@
 /** Op-table entries of the row-wise kernels: softmax, log-softmax, cross-entropy, embedding lookups. */
-import type { OpTable, Scalars } from './spec.js';
+import { op, type Scalars } from './spec.js';
 import { arr, f32In, f32Out, ints, ROWS, ROWS_COLS, scalar } from './operands.js';
 import { ShapeError } from '../../errors.js';
 
@@ -11,7 +11,11 @@ const ROWS_OF_IDS = (s: Scalars, len: (name: string) => number): number => len('
 const EMBEDDING_SHAPE = (s: Scalars, len: (name: string) => number): string => `table (${s.vocab}, ${s.dim}), ${len('ids')} ids`;
 
 export const ROW_OPS = {
-  softmax: {
+  /**
+   * Row softmax of `x` `(rows, cols)` into `out` (may alias `x`). With `causalOffset = c`, row `r` keeps columns
+   * `0 ..= r + c` and the rest become exactly 0 (a row with no kept column is all 0).
+   */
+  softmax: op({
     operands: [...f32In(ROWS_COLS, 'x'), ...f32Out(ROWS_COLS, 'out'), ...ints('rows', 'cols'), scalar('causalOffset', 'sint')],
     shape: MATRIX_SHAPE,
     reference(x: F32, out: F32, rows: number, cols: number, causalOffset?: number): void {
@@ -29,13 +33,15 @@ export const ROW_OPS = {
         for (let j = 0; j < cols; j++) out[o + j] = j <= last ? e[j] / sum : 0;
       }
     },
-  },
-  softmaxBackward: {
+  }),
+  /** Backward of softmax: `dx[r, j] = p[r, j] · (dp[r, j] − Σ_k p[r, k] · dp[r, k])`. `dx` may alias `dp`. */
+  softmaxBackward: op({
     operands: [...f32In(ROWS_COLS, 'p', 'dp'), ...f32Out(ROWS_COLS, 'dx'), ...ints('rows', 'cols')],
     shape: MATRIX_SHAPE,
     reference: softmaxBackwardRef,
-  },
-  logSoftmax: {
+  }),
+  /** Log-softmax of each row of `x` `(rows, cols)` into `out` (may alias `x`). */
+  logSoftmax: op({
     operands: [...f32In(ROWS_COLS, 'x'), ...f32Out(ROWS_COLS, 'out'), ...ints('rows', 'cols')],
     shape: MATRIX_SHAPE,
     reference(x: F32, out: F32, rows: number, cols: number): void {
@@ -45,29 +51,36 @@ export const ROW_OPS = {
         for (let j = 0; j < cols; j++) out[o + j] = x[o + j] - lse;
       }
     },
-  },
-  crossEntropy: {
+  }),
+  /**
+   * Cross-entropy of `logits` `(rows, cols)` against `targets` `(rows)`. Writes each row's loss
+   * `−log softmax(logits[r])[targets[r]]` into `losses` `(rows)` (0 where `targets[r] === ignoreIndex`).
+   * If `dlogits` is given, writes `gradScale · (softmax(logits[r]) − onehot(targets[r]))` into it (0 rows for ignored
+   * targets); `dlogits` may alias `logits`. Throws on a target outside `[0, cols)` other than `ignoreIndex`.
+   */
+  crossEntropy: op({
     operands: [
       ...f32In(ROWS_COLS, 'logits'), arr('targets', 'i32', ROWS), ...f32Out(ROWS, 'losses'), ...ints('rows', 'cols'),
       arr('dlogits', 'f32', ROWS_COLS, { optional: true, written: true }), scalar('gradScale', 'num', 1), scalar('ignoreIndex', 'num', -100),
     ],
     shape: (s) => `logits (${s.rows}, ${s.cols})`,
-    check: (_logits, targets, _losses, rows, cols, _dlogits, _gradScale, ignoreIndex = -100) => checkTargets(targets, rows, cols, ignoreIndex),
     reference: crossEntropyRef,
-  },
-  embedding: {
+    check: (_logits, targets, _losses, rows, cols, _dlogits, _gradScale, ignoreIndex = -100) => checkTargets(targets, rows, cols, ignoreIndex),
+  }),
+  /** Row gather: `out[t, :] = table[ids[t], :]`, `table` `(vocab, dim)`, `out` `(ids.length, dim)`. Throws on an id out of range. */
+  embedding: op({
     operands: [...f32In(TABLE, 'table'), arr('ids', 'i32', () => 0), ...f32Out(ROWS_OF_IDS, 'out'), ...ints('vocab', 'dim')],
     shape: EMBEDDING_SHAPE,
-    check: (_table, ids, _out, vocab) => checkIds('embedding', ids, vocab),
     reference(table: F32, ids: Int32Array, out: F32, vocab: number, dim: number): void {
       checkIds('embedding', ids, vocab);
       for (let t = 0; t < ids.length; t++) out.set(table.subarray(ids[t] * dim, ids[t] * dim + dim), t * dim);
     },
-  },
-  embeddingBackward: {
+    check: (_table, ids, _out, vocab) => checkIds('embedding', ids, vocab),
+  }),
+  /** Backward of `embedding`: ACCUMULATES `dTable[ids[t], :] += dOut[t, :]` (repeated ids add up). */
+  embeddingBackward: op({
     operands: [...f32In(ROWS_OF_IDS, 'dOut'), arr('ids', 'i32', () => 0), ...f32Out(TABLE, 'dTable'), ...ints('vocab', 'dim')],
     shape: EMBEDDING_SHAPE,
-    check: (_dOut, ids, _dTable, vocab) => checkIds('embeddingBackward', ids, vocab),
     reference(dOut: F32, ids: Int32Array, dTable: F32, vocab: number, dim: number): void {
       checkIds('embeddingBackward', ids, vocab);
       for (let t = 0; t < ids.length; t++) {
@@ -75,8 +88,9 @@ export const ROW_OPS = {
         for (let j = 0; j < dim; j++) dTable[id * dim + j] += dOut[t * dim + j];
       }
     },
-  },
-} as const satisfies OpTable<'softmax' | 'softmaxBackward' | 'logSoftmax' | 'crossEntropy' | 'embedding' | 'embeddingBackward'>;
+    check: (_dOut, ids, _dTable, vocab) => checkIds('embeddingBackward', ids, vocab),
+  }),
+};
 
 /** `Backend.softmaxBackward` (also used by the reference attention backward). */
 export function softmaxBackwardRef(p: F32, dp: F32, dx: F32, rows: number, cols: number): void {

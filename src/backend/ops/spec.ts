@@ -5,14 +5,13 @@
  * methods (`reference.ts`) and, for kernels that are also step-program instructions, the instruction's operands
  * (`program.ts`) and its checking and interpretation (`program-run.ts`).
  *
- * The documented contract of each method stays on the {@link Backend} interface (`backend.ts`); an entry is typed
- * against `Backend[K]`, so its reference, native argument mapping and checks cannot disagree with the signature.
+ * An entry IS the method: the `Backend` interface (`backend.ts`) takes each table method's type from its entry's
+ * `reference` and its documented contract from the doc comment on the entry's key. {@link op} types an entry's checks
+ * and native argument mapping against its reference's parameters, so they cannot disagree with the signature.
  */
-import type { Backend } from '../backend.js';
 
-/** A {@link Backend} method that takes plain arguments (what a table entry may describe). */
-export type MethodName = { [K in keyof Backend]: Backend[K] extends (...args: never) => unknown ? K : never }[keyof Backend];
-type Method<K extends MethodName> = Extract<Backend[K], (...args: never) => unknown>;
+/** What a table method is: a function of plain arguments. */
+export type Fn = (...args: never[]) => unknown;
 
 /** The integer operands of a call, by name (defaults filled in), that size rules and shape descriptions read. */
 export type Scalars = Readonly<Record<string, number>>;
@@ -66,9 +65,9 @@ export interface StepContext {
 }
 
 /** A kernel that is also a step-program instruction (one token at one position: no operand depends on `pos`). */
-export interface StepSpec {
+export interface StepSpec<N extends string = string> {
   /** Instruction name (may differ from the method's: `geluMul` runs `geluTanhMul`). */
-  readonly name: string;
+  readonly name: N;
   /** Its opcode, the number native/program.cc decodes it by. */
   readonly opcode: number;
   /** Operands after the opcode: `r:NAME` a ref (2 words), `c:NAME` an index into `consts`, else a plain integer. */
@@ -82,23 +81,32 @@ export interface StepSpec {
   readonly bind?: Readonly<Record<string, (d: StepOperands, ctx: StepContext) => unknown>>;
 }
 
-/** One op: operands in the method's parameter order, checks beyond the operand rules, the implementations. */
-export interface OpEntry<K extends MethodName> {
+/**
+ * One op, the method `F` (its type is the reference's): operands in the method's parameter order, checks beyond the
+ * operand rules, the implementations; `N` is the name of its step instruction, if it is one.
+ */
+export interface OpEntry<F extends Fn, N extends string = never> {
   readonly operands: readonly Operand[];
   /** The shape as error messages show it, e.g. `(rows, dim)`. */
   readonly shape: (s: Scalars, len: Len) => string;
   /** Checks beyond types, sizes and scalar kinds (ids in range, enum values), run after those, with defaults filled in. */
-  readonly check?: (...args: Parameters<Method<K>>) => void;
-  /** The reference implementation (plain TypeScript, float64 accumulation). */
-  readonly reference: Backend[K];
+  readonly check?: (...args: Parameters<F>) => void;
+  /** The reference implementation (plain TypeScript, float64 accumulation); its type is the `Backend` method's. */
+  readonly reference: F;
   /** The addon's arguments when they are not the method's, in order with `undefined` as `null` (the default). */
-  readonly native?: (...args: Parameters<Method<K>>) => unknown[];
+  readonly native?: (...args: Parameters<F>) => unknown[];
   /** Present when the kernel is a step-program instruction. */
-  readonly step?: StepSpec;
+  readonly step?: StepSpec<N>;
 }
 
-/** Part of the table: entries keyed by the method they implement. */
-export type OpTable<K extends MethodName> = { readonly [P in K]: OpEntry<P> };
+/**
+ * An entry, typed from its `reference`; the doc comment on its key is the `Backend` method's. Write `reference`
+ * ahead of a `check` or `native` whose parameters are left to be inferred: TypeScript reads the method's type from
+ * the first function it meets (a wrong order shows as `never` parameters at the method's callers).
+ */
+export function op<F extends Fn, const N extends string = never>(e: OpEntry<F, N>): OpEntry<F, N> {
+  return e;
+}
 
 /** An entry with its method's types erased, for the generic machinery. */
 export interface AnyOpEntry {
