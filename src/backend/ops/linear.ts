@@ -88,9 +88,7 @@ export const LINEAR_OPS = {
       const ws = offsetWeights(w, dim, wOffset);
       for (let r = 0; r < rows; r++) {
         const o = r * dim;
-        let ss = 0;
-        for (let j = 0; j < dim; j++) ss += x[o + j] * x[o + j];
-        const inv = 1 / Math.sqrt(ss / dim + eps);
+        const inv = invRms(x, o, dim, eps);
         for (let j = 0; j < dim; j++) out[o + j] = x[o + j] * inv * ws[j];
       }
     },
@@ -152,9 +150,7 @@ function rmsnormBackwardRef(
   const w = offsetWeights(wRaw, dim, wOffset);
   for (let row = 0; row < rows; row++) {
     const o = row * dim;
-    let ss = 0;
-    for (let j = 0; j < dim; j++) ss += x[o + j] * x[o + j];
-    const r = 1 / Math.sqrt(ss / dim + eps);
+    const r = invRms(x, o, dim, eps);
     let dot = 0;
     for (let j = 0; j < dim; j++) dot += dy[o + j] * w[j] * x[o + j];
     const c = (r * r * r * dot) / dim;
@@ -194,4 +190,11 @@ function offsetWeights(w: F32, dim: number, offset: number): ArrayLike<number> {
   const out = new Float64Array(dim);
   for (let j = 0; j < dim; j++) out[j] = w[j] + offset;
   return out;
+}
+
+/** `1 / √(mean(x[o : o+dim]²) + eps)`: the scale of one RMSNorm row (forward and backward alike). */
+function invRms(x: F32, o: number, dim: number, eps: number): number {
+  let ss = 0;
+  for (let j = 0; j < dim; j++) ss += x[o + j] * x[o + j];
+  return 1 / Math.sqrt(ss / dim + eps);
 }

@@ -12,6 +12,13 @@ const GELU_C = 0.044715;
 const GATED = [...f32In(N, 'gate', 'up'), ...f32Out(N, 'out'), ...ints('n')];
 const GATED_BACKWARD = [...f32In(N, 'gate', 'up', 'dout'), ...f32Out(N, 'dgate', 'dup'), ...ints('n')];
 /** Operands of `out = a ∘ b`. */
+/** The reference of a gated activation: `out[i] = act(gate[i]) · up[i]`. */
+function gated(act: (g: number) => number): (gate: F32, up: F32, out: F32, n: number) => void {
+  return (gate, up, out, n) => {
+    for (let i = 0; i < n; i++) out[i] = act(gate[i]) * up[i];
+  };
+}
+
 const BINARY = [...f32In(N, 'a', 'b'), ...f32Out(N, 'out'), ...ints('n')];
 
 export const POINTWISE_OPS = {
@@ -19,12 +26,7 @@ export const POINTWISE_OPS = {
   siluMul: op({
     operands: GATED,
     shape: VEC_SHAPE,
-    reference(gate: F32, up: F32, out: F32, n: number): void {
-      for (let i = 0; i < n; i++) {
-        const g = gate[i];
-        out[i] = (g / (1 + Math.exp(-g))) * up[i];
-      }
-    },
+    reference: gated((g) => g / (1 + Math.exp(-g))),
     step: { name: 'siluMul', opcode: 10, operands: ['r:gate', 'r:up', 'r:out', 'n'] },
   }),
   /** Backward of `siluMul`: overwrites `dgate` and `dup` (each `(n)`). */
@@ -40,12 +42,7 @@ export const POINTWISE_OPS = {
   geluTanhMul: op({
     operands: GATED,
     shape: VEC_SHAPE,
-    reference(gate: F32, up: F32, out: F32, n: number): void {
-      for (let i = 0; i < n; i++) {
-        const g = gate[i];
-        out[i] = 0.5 * g * (1 + Math.tanh(GELU_K * (g + GELU_C * g * g * g))) * up[i];
-      }
-    },
+    reference: gated((g) => 0.5 * g * (1 + Math.tanh(GELU_K * (g + GELU_C * g * g * g)))),
     step: { name: 'geluMul', opcode: 12, operands: ['r:gate', 'r:up', 'r:out', 'n'] },
   }),
   /** Backward of `geluTanhMul`: overwrites `dgate` and `dup` (each `(n)`). */
