@@ -163,3 +163,18 @@ test('half-precision weights kept as stored (f16 and bf16) give the same logits 
     }
   }
 });
+
+test('a temperature so small that logits / T overflows float32 samples greedily instead of producing no token', async () => {
+  const { Sampler, argmax } = await import('../src/models/sampler.js');
+  const logits = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i * 1.7) * 3);
+  const best = argmax(logits);
+  for (const topP of [0.5, 0.9, 1]) {
+    for (const temperature of [1e-40, 1e-45, Number.MIN_VALUE]) {
+      const s = new Sampler({ temperature, topP, seed: 7 });
+      for (let k = 0; k < 5; k++) assert.equal(s.sample(logits.slice()), best, `T=${temperature} top-p ${topP}`);
+    }
+  }
+  // Ordinary temperatures still sample (not always the argmax).
+  const s = new Sampler({ temperature: 5, topP: 1, seed: 3 });
+  assert.ok(Array.from({ length: 40 }, () => s.sample(logits.slice())).some((t) => t !== best));
+});

@@ -9,6 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -159,10 +160,29 @@ test('errors in OpenAI\'s shape: bad JSON 400, unknown model 404, context 400 na
   assert.equal((await fetch(`${teacher.url}/health`)).status, 200, 'still up');
 });
 
+/** Status of one request sent exactly as written (like `curl --path-as-is`), no key. */
+function rawStatus(base: string, target: string, body: string | undefined): Promise<number> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, method: body ? 'POST' : 'GET', path: target, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 test('a full queue answers 429; an API key is checked', async () => {
   const s = await startServer({ loaded: loadModel(STORIES), modelPath: STORIES, port: 0, slots: 1, maxQueue: 1, apiKey: 'sekret', log: () => {} });
   try {
     await assert.rejects(client(s, 'wrong').models.list(), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 401 && e.code === 'invalid_api_key');
+    // Every spelling of a routed path needs the key: percent-encoded segments, an absolute-form target, unknown paths.
+    const body = JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 2 });
+    for (const target of ['/%76%31/completions', '/v%31/completions', '/v1/%63ompletions', `${s.url}/v1/completions`, '/v1/nothing', '/%2e/v1/models']) {
+      assert.equal(await rawStatus(s.url, target, body), 401, target);
+    }
+    assert.equal(await rawStatus(s.url, '/health', undefined), 200, 'the health check stays open');
     const c = client(s, 'sekret');
     const ac = new AbortController();
     const first = await c.completions.create({ model: 'stories260K', prompt: 'Once', max_tokens: 500, temperature: 0, stream: true }, { signal: ac.signal });

@@ -56,6 +56,8 @@ export class Sampler {
   sample(logits: Float32Array): number {
     if (this.temperature === 0) return argmax(logits);
     const n = logits.length;
+    // Kept only when T is tiny enough that dividing may overflow, for the greedy fallback below.
+    const raw = this.temperature < 1e-30 ? logits.slice() : null;
     let max = -Infinity;
     for (let i = 0; i < n; i++) {
       logits[i] = Math.fround(logits[i] / this.temperature);
@@ -68,6 +70,8 @@ export class Sampler {
     }
     for (let i = 0; i < n; i++) logits[i] = Math.fround(logits[i] / sum);
     const coin = this.rng.f32();
+    // A temperature so small that logits / T overflows float32 (1e-40) leaves no finite distribution: its limit is greedy.
+    if (!(max < Infinity && sum < Infinity && sum > 0)) return argmax(raw ?? logits);
     return this.topP <= 0 || this.topP >= 1 ? sampleMult(logits, coin) : sampleTopP(logits, this.topP, coin);
   }
 }
@@ -110,5 +114,5 @@ function sampleTopP(probs: Float32Array, topP: number, coin: number): number {
     cdf = Math.fround(cdf + probs[idx[i]]);
     if (r < cdf) return idx[i];
   }
-  return idx[last];
+  return last >= 0 ? idx[last] : argmax(probs); // no token above the cutoff (non-finite probabilities): the best one
 }

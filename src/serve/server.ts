@@ -11,7 +11,7 @@
  * await server.close();
  * ```
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { LoadedModel } from '../models/load.js';
 import { modelName } from '../models/load.js';
@@ -64,9 +64,12 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send(new ApiError(404, `no route ${req.method} ${req.url}`, 'invalid_request_error', 'not_found').body());
   });
+  const keyCheck = o.apiKey ? bearerCheck(o.apiKey) : null;
   app.addHook('onRequest', async (req) => {
     if (draining) throw new ApiError(503, 'the server is shutting down', 'server_error', 'shutting_down');
-    if (o.apiKey && req.url.startsWith('/v1/') && req.headers.authorization !== `Bearer ${o.apiKey}`) {
+    // Decided on the route the router matched (it decodes the path: `/%76%31/…` is `/v1/…`), never on the raw URL;
+    // with a key, everything but the health check needs it, unmatched paths included.
+    if (keyCheck && req.routeOptions.url !== '/health' && !keyCheck(req.headers.authorization)) {
       throw new ApiError(401, 'invalid or missing API key (Authorization: Bearer <key>)', 'invalid_request_error', 'invalid_api_key');
     }
   });
@@ -91,6 +94,13 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       await app.close();
     },
   };
+}
+
+/** Compares an Authorization header with `Bearer <key>` in constant time (digests of equal length, timingSafeEqual). */
+function bearerCheck(key: string): (header: string | undefined) => boolean {
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  const want = digest(`Bearer ${key}`);
+  return (header) => header !== undefined && timingSafeEqual(digest(header), want);
 }
 
 /** What the route handlers need of the running server. */
