@@ -259,3 +259,21 @@ test('stop strings end a completion before the stop text, also across streamed p
   assert.deepEqual(o.push('D and more'), { emit: '', stopped: true });
   assert.equal(o.flush('tail'), '');
 });
+
+test('one request that fails on its own (a sampler option the engine refuses) ends alone; the batch it shared goes on', { timeout: 60_000 }, async () => {
+  const { Engine } = await import('../src/serve/engine.js');
+  const loaded = loadModel(STORIES);
+  const engine = new Engine(loaded.model, loaded.tokenizer, { slots: 2, capacity: 64, maxQueue: 4 });
+  const run = (temperature: number) => new Promise<{ text: string; reason: string }>((resolve) => {
+    let text = '';
+    engine.submit({
+      prompt: [1, ...loaded.tokenizer.encode('Once upon')], maxTokens: 20, sampler: { temperature, seed: 1 }, stopIds: [], stop: [],
+      onText: (t) => (text += t), onDone: (r) => resolve({ text, reason: r.finishReason }),
+    });
+  });
+  const alone = await run(0);
+  const [good, bad] = await Promise.all([run(0), run(-1)]);
+  assert.equal(bad.reason, 'cancelled');
+  assert.deepEqual(good, alone, 'the good request is unaffected');
+  assert.equal(engine.cache.free, 2, 'no slot leaked');
+});

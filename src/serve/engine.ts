@@ -144,7 +144,7 @@ export class Engine {
         req.onDone({ finishReason: 'cancelled', promptTokens: req.prompt.length, completionTokens: 0, firstTokenMs: NaN, totalMs: performance.now() - t0 });
         continue;
       }
-      this.admit(req, t0);
+      this.alone(() => this.admit(req, t0), () => this.live.find((s) => s.req === req), req, t0);
     }
     const rows = this.live.filter((s) => s.next >= 0);
     if (!rows.length) return;
@@ -152,13 +152,29 @@ export class Engine {
     const logits = this.model.decodeSlots(Int32Array.from(rows, (s) => s.next), Int32Array.from(rows, (s) => s.slot), this.cache);
     this.steps++;
     this.rows += rows.length;
-    rows.forEach((s, b) => this.take(s, logits.subarray(b * V, (b + 1) * V)));
+    rows.forEach((s, b) => this.alone(() => this.take(s, logits.subarray(b * V, (b + 1) * V)), () => s, s.req, s.t0));
+  }
+
+  /**
+   * Run one sequence's own work (its prefill and sampling, its text): if it throws, that sequence alone ends
+   * (`cancelled`, logged) and every other sequence of the batch goes on.
+   */
+  private alone(work: () => void, live: () => Live | undefined, req: EngineRequest, t0: number): void {
+    try {
+      work();
+    } catch (e) {
+      process.stderr.write(`echoatt serve: a request failed: ${(e as Error).message}\n`);
+      const s = live();
+      if (s) this.finish(s, 'cancelled');
+      else req.onDone({ finishReason: 'cancelled', promptTokens: req.prompt.length, completionTokens: 0, firstTokenMs: NaN, totalMs: performance.now() - t0 });
+    }
   }
 
   private admit(req: EngineRequest, t0: number): void {
+    const sampler = new Sampler(req.sampler); // before taking a slot: a bad option must not leak one
     const slot = this.cache.acquire()!;
     const s: Live = {
-      req, slot, sampler: new Sampler(req.sampler), stopIds: new Set(req.stopIds), matcher: new StopMatcher(req.stop),
+      req, slot, sampler, stopIds: new Set(req.stopIds), matcher: new StopMatcher(req.stop),
       decoder: new TextDecoder('utf-8'), prev: req.prompt[req.prompt.length - 1], next: -1, generated: 0, t0, firstTokenMs: NaN,
     };
     this.live.push(s);
@@ -171,6 +187,7 @@ export class Engine {
   private take(s: Live, row: Float32Array): void {
     s.next = -1;
     const id = s.sampler.sample(row); // may modify the row: each step's logits are fresh and read only here
+    if (!(Number.isInteger(id) && id >= 0 && id < row.length)) throw new Error(`sampling gave no valid token (${id})`);
     if (s.stopIds.has(id)) return this.finish(s, 'stop');
     s.generated++;
     if (s.generated === 1) s.firstTokenMs = performance.now() - s.t0;
