@@ -101,6 +101,10 @@ test('type errors → ConfigError naming file and field', () => {
     [{ eos_token_id: ['x'] }, 'eos_token_id'],
     [{ architectures: 'LlamaForCausalLM' }, 'architectures'],
     [{ rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'rope_scaling.low_freq_factor'],
+    [{ num_hidden_layers: 1e9 }, 'num_hidden_layers'],
+    [{ hidden_size: 1e9 }, 'hidden_size'],
+    [{ vocab_size: 2 ** 40 }, 'vocab_size'],
+    [{ num_key_value_heads: 1e7 }, 'num_key_value_heads'],
   ];
   for (const [patch, field] of cases) {
     assert.throws(() => configFromJson({ ...base(), ...patch }, 'c.json'), (e: unknown) => e instanceof ConfigError && e.field === field && e.message.includes('c.json'), field);

@@ -216,3 +216,23 @@ test('student folders written before students named themselves (architectures Ll
   delete bare.echoatt_base_model_type;
   assert.equal(configFromJson(bare, 'bare.json').architecture, 'Qwen3ForCausalLM');
 });
+
+test('RoPE tables cost the positions used, not what the config allows (max_position_embeddings 1e9), and grow on demand', async () => {
+  const { ropeTables } = await import('../src/models/rope.js');
+  const dir = path.join(FIXTURES, 'qwen3');
+  const json = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const cfg = configFromJson({ ...json, max_position_embeddings: 1e9 }, 'huge.json');
+  const model = LlamaModel.fromWeights(cfg, loadCheckpoint(dir).weights);
+  assert.equal(model.rope.maxPos, 2048);
+  const ids = Int32Array.from({ length: 2100 }, (_, i) => (i * 37) % 96);
+  const cache = model.newCache(1, 2200);
+  assert.ok(model.rope.maxPos >= 2200 && model.rope.maxPos <= 4096, String(model.rope.maxPos));
+  const want = ropeTables(cfg, model.rope.maxPos);
+  assert.deepEqual([model.rope.cos, model.rope.sin], [want.cos, want.sin]);
+  const V = cfg.vocabSize;
+  const cached = model.forward(ids.subarray(0, 2099), { cache, lastOnly: true });
+  const next = model.forward(ids.subarray(2099), { cache }); // one step at position 2099 through a compiled program
+  const full = model.forward(ids);
+  assert.ok(maxDiff(cached, full.subarray(2098 * V, 2099 * V)) <= 1e-4);
+  assert.ok(maxDiff(next, full.subarray(2099 * V)) <= 1e-4);
+});

@@ -43,20 +43,24 @@ const KNOWN = new Set([
   'sliding_window', 'use_sliding_window', 'hidden_act', 'torch_dtype', 'dtype', 'partial_rotary_factor', 'rope_interleaved',
 ]);
 
+/** Upper bounds far above any released model (largest today: ~128 layers, width 16384, vocab 262144). */
+const LIMITS = { layers: 4096, heads: 4096, headDim: 4096, width: 1 << 18, ffn: 1 << 20, vocab: 1 << 24 } as const;
+
 /** Field readers: each throws a ConfigError naming file and field. */
 export class Fields {
   constructor(readonly file: string, readonly o: Record<string, unknown>) {}
   private get(k: string): unknown {
     return this.o[k] ?? null;
   }
-  int(k: string, min = 1): number | null {
+  int(k: string, min = 1, max = Number.MAX_SAFE_INTEGER): number | null {
     const v = this.get(k);
     if (v === null) return null;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new ConfigError(this.file, k, `must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    if (v > max) throw new ConfigError(this.file, k, `is ${v}, beyond any model echoatt can hold (at most ${max})`);
     return v;
   }
-  reqInt(k: string): number {
-    const v = this.int(k);
+  reqInt(k: string, max?: number): number {
+    const v = this.int(k, 1, max);
     if (v === null) throw new ConfigError(this.file, k, 'is required');
     return v;
   }
@@ -120,13 +124,14 @@ export function parseRawConfig(json: unknown, file: string): RawConfig {
   return {
     architectures: archs as string[] | null,
     model_type: f.str('model_type'),
-    hidden_size: f.reqInt('hidden_size'),
-    intermediate_size: f.reqInt('intermediate_size'),
-    num_hidden_layers: f.reqInt('num_hidden_layers'),
-    num_attention_heads: f.reqInt('num_attention_heads'),
-    num_key_value_heads: f.int('num_key_value_heads'),
-    head_dim: f.int('head_dim'),
-    vocab_size: f.reqInt('vocab_size'),
+    // Sizes are bounded before anything is allocated from them (a hostile or corrupt config must not exhaust memory).
+    hidden_size: f.reqInt('hidden_size', LIMITS.width),
+    intermediate_size: f.reqInt('intermediate_size', LIMITS.ffn),
+    num_hidden_layers: f.reqInt('num_hidden_layers', LIMITS.layers),
+    num_attention_heads: f.reqInt('num_attention_heads', LIMITS.heads),
+    num_key_value_heads: f.int('num_key_value_heads', 1, LIMITS.heads),
+    head_dim: f.int('head_dim', 1, LIMITS.headDim),
+    vocab_size: f.reqInt('vocab_size', LIMITS.vocab),
     max_position_embeddings: f.int('max_position_embeddings'),
     rms_norm_eps: f.num('rms_norm_eps'),
     rope_theta: ropeTheta,

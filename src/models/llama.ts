@@ -74,13 +74,17 @@ export const PREFILL_CHUNK = 256;
  */
 export const PROBS_BUDGET_BYTES = 128 * 1024 * 1024;
 
+/** RoPE positions computed when a model is made (more on demand, see `LlamaModel.ensurePositions`). */
+const INITIAL_ROPE_POSITIONS = 2048;
+
 export class LlamaModel {
   readonly config: Readonly<LlamaConfig>;
   readonly params: LlamaParams;
   readonly backend: Backend;
-  readonly rope: RopeTables;
+  /** RoPE tables for the positions used so far (grown on demand up to max_position_embeddings; see {@link ensurePositions}). */
+  rope: RopeTables;
   /** RoPE of the sliding-window layers where the family gives them their own base (Gemma 3), else null. */
-  readonly ropeLocal: RopeTables | null;
+  ropeLocal: RopeTables | null;
   /**
    * One-token steps of one sequence through a cache run as a compiled step program: one backend call per token
    * instead of dozens per layer (same logits, bit for bit). Off: every step goes op by op (for comparisons).
@@ -93,10 +97,29 @@ export class LlamaModel {
     this.config = config;
     this.params = params;
     this.backend = backend;
-    const maxPos = Math.max(1, config.maxPositions);
-    this.rope = ropeTables(config, maxPos);
-    const local = config.ropeLocalTheta !== null && config.layerWindows.some((w) => w > 0);
-    this.ropeLocal = local ? ropeTables({ headDim: config.headDim, ropeTheta: config.ropeLocalTheta!, ropeScaling: null }, maxPos) : null;
+    this.rope = ropeTables(config, 0);
+    this.ropeLocal = null;
+    this.ensurePositions(INITIAL_ROPE_POSITIONS);
+  }
+
+  /** The positions a sequence may reach: max_position_embeddings. */
+  get maxPositions(): number {
+    return Math.max(1, this.config.maxPositions);
+  }
+
+  /**
+   * Make the RoPE tables cover positions `[0, n)` (at most max_position_embeddings), growing them by doubling: tables
+   * cost what is used, not what a config allows (Gemma 3 allows 131072 positions; a hostile config 1e9). Programs
+   * compiled earlier keep the smaller tables they were made with, which cover their cache.
+   */
+  ensurePositions(n: number): void {
+    const want = Math.min(this.maxPositions, n);
+    if (want <= this.rope.maxPos) return;
+    const len = Math.min(this.maxPositions, Math.max(want, 2 * this.rope.maxPos));
+    const c = this.config;
+    this.rope = ropeTables(c, len);
+    const local = c.ropeLocalTheta !== null && c.layerWindows.some((w) => w > 0);
+    this.ropeLocal = local ? ropeTables({ headDim: c.headDim, ropeTheta: c.ropeLocalTheta!, ropeScaling: null }, len) : null;
   }
 
   /** Build from a name → tensor map (f16/bf16 widened to f32 unless `mode` is `'as-stored'`). Missing tensors throw one `E_CHECKPOINT` error listing them all. */
@@ -127,12 +150,14 @@ export class LlamaModel {
   /** A cache laid out per layer kind: echo layers keep V only, every other layer K and V. */
   newCache(batch: number, capacity: number): KVCache {
     const c = this.config;
+    this.ensurePositions(capacity);
     return new KVCache(this.cacheLayout(), batch, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
   }
 
   /** A cache of `slots` independent sequences for continuous batching, laid out per layer kind like {@link newCache}. */
   newSlotCache(slots: number, capacity: number): SlotCache {
     const c = this.config;
+    this.ensurePositions(capacity);
     return new SlotCache(this.cacheLayout(), slots, Math.min(capacity, c.maxPositions), c.numKvHeads, c.headDim);
   }
 
@@ -146,6 +171,7 @@ export class LlamaModel {
    * `forward` runs for one token of one sequence. `run(token)` appends at `cache.length`; `profile` times each kernel.
    */
   decodeStep(cache: KVCache): DecodeStep {
+    this.ensurePositions(cache.capacity);
     let step = this.steps.get(cache);
     if (!step) this.steps.set(cache, (step = compileDecodeStep(this, cache)));
     return step;
@@ -162,8 +188,9 @@ export class LlamaModel {
     if (new Set(slots).size !== B) throw new ShapeError('LlamaModel.decodeSlots', 'a slot appears twice in one step');
     const pos = Int32Array.from(slots, (slot) => cache.lengths[slot]);
     for (let b = 0; b < B; b++) {
-      if (pos[b] + 1 > this.rope.maxPos) throw new ShapeError('LlamaModel.decodeSlots', `slot ${slots[b]}: position ${pos[b]} is past max_position_embeddings ${this.rope.maxPos}`);
+      if (pos[b] + 1 > this.maxPositions) throw new ShapeError('LlamaModel.decodeSlots', `slot ${slots[b]}: position ${pos[b]} is past max_position_embeddings ${this.maxPositions}`);
     }
+    this.ensurePositions(Math.max(...pos) + 1);
     if (this.runMode(B, 1, { cache: cache.view(slots[0]) }) === 'step') {
       // One sequence: its slot's view through the compiled step (one backend call), as `forward` decodes alone.
       if (pos[0] + 1 > cache.capacity) throw new ShapeError('SlotCache.append', `slot ${slots[0]} is full (capacity ${cache.capacity})`);
@@ -210,9 +237,10 @@ export class LlamaModel {
     const cache = opts.cache;
     const past = cache ? cache.length : 0;
     if (cache && cache.batch !== batch) throw new ShapeError('LlamaModel.forward', `cache batch ${cache.batch} != ${batch}`);
-    if (past + t > this.rope.maxPos) {
-      throw new ShapeError('LlamaModel.forward', `positions up to ${past + t} exceed max_position_embeddings ${this.rope.maxPos}`);
+    if (past + t > this.maxPositions) {
+      throw new ShapeError('LlamaModel.forward', `positions up to ${past + t} exceed max_position_embeddings ${this.maxPositions}`);
     }
+    this.ensurePositions(past + t);
     switch (this.runMode(batch, t, opts)) {
       case 'chunked':
         return this.forwardChunked(ids, batch, t, this.chunkLength(batch, t, opts), opts);

@@ -90,6 +90,7 @@ export function forwardTrain(model: LlamaModel, params: ModelParams, ids: Int32A
   }
   const t = ids.length / batch;
   if (t > c.maxPositions) throw new ShapeError('forwardTrain', `sequence length ${t} exceeds max_position_embeddings ${c.maxPositions}`);
+  model.ensurePositions(t);
   const ops = new TapeOps(c, model.backend, model, params, opts.tape ?? null, batch, t);
   const { x, hidden } = runDecoder(c, ops, ids, { hiddenLayers: opts.hiddenLayers });
   const xf = ops.apply(OPS.rmsnorm, { x, w: params.norm, rows: batch * t, dim: c.hiddenSize, eps: c.rmsNormEps, wOffset: c.normOffset });
