@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -276,4 +277,30 @@ test('one request that fails on its own (a sampler option the engine refuses) en
   assert.equal(bad.reason, 'cancelled');
   assert.deepEqual(good, alone, 'the good request is unaffected');
   assert.equal(engine.cache.free, 2, 'no slot leaked');
+});
+
+test('clients that send part of a request: a 408 once the request timeout passes, and close() does not wait for them', { timeout: 60_000 }, async () => {
+  const s = await startServer({ loaded: loadModel(STORIES), modelPath: STORIES, port: 0, slots: 1, requestTimeoutMs: 1500, log: () => {} });
+  const u = new URL(s.url);
+  const half = (body: boolean) => new Promise<{ sock: net.Socket; got: Promise<string> }>((resolve) => {
+    const sock = net.connect(Number(u.port), u.hostname, () => {
+      sock.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${body ? 'Content-Length: 100\r\n\r\n{"model":' : ''}`);
+      let text = '';
+      const got = new Promise<string>((r) => { sock.on('data', (d) => (text += d)); sock.on('close', () => r(text)); sock.on('error', () => r(text)); });
+      resolve({ sock, got });
+    });
+  });
+  try {
+    const slow = await half(true);
+    const t0 = Date.now();
+    assert.match(await slow.got, /^HTTP\/1\.1 408/, 'a body that never completes gets 408');
+    assert.ok(Date.now() - t0 < 10_000);
+    const stuck = [await half(true), await half(false)];
+    const t1 = Date.now();
+    await s.close(1000);
+    assert.ok(Date.now() - t1 < 5_000, `close() took ${Date.now() - t1} ms with half-sent requests open`);
+    for (const c of stuck) c.sock.destroy();
+  } finally {
+    await s.close(0).catch(() => {});
+  }
 });

@@ -12,6 +12,7 @@
  * ```
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { LoadedModel } from '../models/load.js';
 import { modelName } from '../models/load.js';
@@ -35,6 +36,11 @@ export interface ServeOptions {
   apiKey?: string;
   /** Largest request body in bytes (default 1 MiB). */
   bodyLimit?: number;
+  /**
+   * Time a client has to send its whole request, headers and body (default 30 s; 408 after). Receiving only: a
+   * response streams as long as it needs.
+   */
+  requestTimeoutMs?: number;
   log?: (line: Record<string, unknown>) => void;
 }
 
@@ -54,7 +60,16 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const template = loadChatTemplate(o.modelPath);
   const log = o.log ?? ((l) => process.stderr.write(`${JSON.stringify(l)}\n`));
   let draining = false;
-  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? 1 << 20 });
+  // forceCloseConnections: after the drain, close() ends every connection still open — a client holding a half-sent
+  // request must not keep the process alive after SIGTERM.
+  const requestTimeout = o.requestTimeoutMs ?? 30_000;
+  const app = Fastify({
+    logger: false, bodyLimit: o.bodyLimit ?? 1 << 20, forceCloseConnections: true,
+    // Node checks request timeouts every connectionsCheckingInterval (30 s by default): check often enough to honour ours.
+    serverFactory: (handler) => http.createServer({
+      requestTimeout, headersTimeout: Math.min(requestTimeout, 60_000), connectionsCheckingInterval: Math.min(1000, requestTimeout),
+    }, handler),
+  });
 
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, req, reply) => {
     const e = toApiError(err);
