@@ -304,3 +304,28 @@ test('clients that send part of a request: a 408 once the request timeout passes
     await s.close(0).catch(() => {});
   }
 });
+
+test('a drain that reaches its deadline answers every request: 503 for queued and unfinished ones, an error event ending a stream', { timeout: 60_000 }, async () => {
+  // gutenberg16 decodes its 250 tokens slowly enough (~1000 tok/s) that the drain deadline always cuts the stream.
+  const model = path.join(sharedDir, 'models/gutenberg16/model.bin');
+  const s = await startServer({ loaded: loadModel(model), modelPath: model, name: 'g16', port: 0, slots: 1, maxQueue: 4, log: () => {} });
+  const c = client(s);
+  const streamed = await c.completions.create({ model: 'g16', prompt: 'It was', max_tokens: 250, temperature: 0, stream: true });
+  const it = streamed[Symbol.asyncIterator]();
+  await it.next(); // running in the one slot
+  const queued = [0, 1].map(() => c.completions.create({ model: 'g16', prompt: 'The', max_tokens: 5, temperature: 0 }).then(() => 0, (e: InstanceType<typeof OpenAI.APIError>) => e.status));
+  for (let waited = 0; (await (await fetch(`${s.url}/health`)).json() as { queued: number }).queued < 2; waited++) {
+    assert.ok(waited < 2000, 'the two requests were queued');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const closing = s.close(0);
+  let streamError: unknown = null;
+  try {
+    for (let r = await it.next(); !r.done; r = await it.next());
+  } catch (e) {
+    streamError = e;
+  }
+  assert.deepEqual(await Promise.all(queued), [503, 503], 'queued requests are answered 503');
+  assert.ok(streamError instanceof OpenAI.APIError && /shut down/.test(streamError.message), `the stream ends with the server's error, got ${String(streamError)}`);
+  await closing;
+});

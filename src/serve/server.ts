@@ -94,7 +94,8 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     queued: engine.waiting, capacity, kv_bytes_per_token: engine.cache.bytesPerToken(), kv_bytes: engine.cache.bytes(),
   }));
   app.get('/v1/models', async () => ({ object: 'list', data: [{ id: name, object: 'model', created: 0, owned_by: 'echoatt' }] }));
-  const served: Served = { engine, name, capacity, tokenizer, stopIds, template, log };
+  const pending = new Set<Promise<void>>();
+  const served: Served = { engine, name, capacity, tokenizer, stopIds, template, log, draining: () => draining, pending };
   app.post('/v1/completions', generationHandler(served, 'completion'));
   app.post('/v1/chat/completions', generationHandler(served, 'chat'));
 
@@ -106,6 +107,9 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       const timer = setTimeout(() => engine.cancelAll(), graceMs);
       await engine.idle();
       clearTimeout(timer);
+      // Every request has its answer by now (a 503 for those the deadline cut): let them reach their clients
+      // (at most 2 s) before the connections still open are closed.
+      await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 2000).unref())]);
       await app.close();
     },
   };
@@ -127,6 +131,10 @@ interface Served {
   stopIds: readonly number[];
   template: ChatTemplate | null;
   log: (line: Record<string, unknown>) => void;
+  /** Whether the server is shutting down (a cancelled request was then cut by the drain deadline, not by its client). */
+  draining: () => boolean;
+  /** One promise per answer being written, settled when its response has finished or its connection closed. */
+  pending: Set<Promise<void>>;
 }
 
 /** `POST /v1/completions` or `/v1/chat/completions`: check, queue on the engine, answer whole or as a stream. */
@@ -145,6 +153,12 @@ function generationHandler(sv: Served, kind: 'completion' | 'chat') {
     let stream: ReturnType<typeof sse> | null = null; // taken over only once the request is queued (a 429 is still a plain reply)
     const ac = new AbortController();
     reply.raw.on('close', () => ac.abort()); // client gone: its sequence is dropped at the next step
+    const written = new Promise<void>((r) => {
+      reply.raw.on('finish', r);
+      reply.raw.on('close', r);
+    });
+    sv.pending.add(written);
+    void written.then(() => sv.pending.delete(written));
     return new Promise<void>((resolve, reject) => {
       let text = '';
       const emit = (t: string) => {
@@ -154,8 +168,16 @@ function generationHandler(sv: Served, kind: 'completion' | 'chat') {
       const done = (r: EngineResult) => {
         const finish = r.finishReason === 'cancelled' ? null : r.finishReason;
         const usage = usageOf(r.promptTokens, r.completionTokens);
-        logRequest(log, req, 200, { model: name, stream: p.stream, prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, finish_reason: r.finishReason, ttft_ms: round(r.firstTokenMs), total_ms: round(r.totalMs) });
-        if (stream) {
+        const cut = finish === null && sv.draining() && !ac.signal.aborted; // the drain deadline, not the client
+        logRequest(log, req, cut ? 503 : 200, { model: name, stream: p.stream, prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, finish_reason: cut ? 'shutdown' : r.finishReason, ttft_ms: round(r.firstTokenMs), total_ms: round(r.totalMs) });
+        if (cut) {
+          const e = new ApiError(503, `the server shut down before this request finished (${r.completionTokens} tokens generated)`, 'server_error', 'shutting_down');
+          if (stream) {
+            stream.send(e.body());
+            stream.end();
+            resolve();
+          } else reject(e);
+        } else if (stream) {
           if (finish) {
             stream.send(kind === 'chat' ? chatChunk(ctx.id, ctx.created, name, {}, finish, usage) : completionChunk(ctx.id, ctx.created, name, '', finish, usage));
             stream.end();
