@@ -47,6 +47,7 @@ class CharTokenizer implements Tokenizer {
   readonly vocabSize = 48;
   readonly bosId = 1;
   readonly eosIds = [2];
+  readonly maxTokenLength = 1;
   encode(text: string, opts: { bos?: boolean; eos?: boolean } = {}): number[] {
     const ids = [...Buffer.from(text, 'utf8')].map((b) => 3 + (b % 45));
     if (opts.bos ?? true) ids.unshift(1);

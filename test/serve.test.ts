@@ -329,3 +329,21 @@ test('a drain that reaches its deadline answers every request: 503 for queued an
   assert.ok(streamError instanceof OpenAI.APIError && /shut down/.test(streamError.message), `the stream ends with the server's error, got ${String(streamError)}`);
   await closing;
 });
+
+test('a prompt longer than any context could hold is refused before it is tokenized (400 naming its bytes)', async () => {
+  const loaded = loadModel(STORIES);
+  const s = await startServer({ loaded, modelPath: STORIES, port: 0, slots: 1, log: () => {} });
+  try {
+    const huge = 'Once upon a time. '.repeat(40_000); // 720 KB
+    let tokenized = 0;
+    const encode = loaded.tokenizer.encode.bind(loaded.tokenizer);
+    loaded.tokenizer.encode = (t, o) => (tokenized += t.length, encode(t, o));
+    await assert.rejects(client(s).completions.create({ model: 'stories260K', prompt: huge, max_tokens: 5 }),
+      (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.code === 'context_length_exceeded' && /720000 bytes of text/.test(e.message));
+    assert.equal(tokenized, 0, 'the huge prompt was never tokenized');
+    const ok = await client(s).completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 5, temperature: 0 });
+    assert.ok(ok.choices[0].text.length > 0);
+  } finally {
+    await s.close();
+  }
+});

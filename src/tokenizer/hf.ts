@@ -54,6 +54,7 @@ const EMPTY = new Uint8Array(0);
 
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
+  readonly maxTokenLength: number;
   readonly bosId: number | null;
   readonly eosIds: readonly number[];
   readonly file: string;
@@ -66,8 +67,14 @@ export class HfTokenizer implements Tokenizer {
     this.file = file;
     const vocab = lib.get_vocab(true);
     let maxId = -1;
-    for (const id of vocab.values()) maxId = Math.max(maxId, id);
+    let longest = 1;
+    for (const [token, id] of vocab) {
+      maxId = Math.max(maxId, id);
+      // The entry's own UTF-8 length bounds what it decodes to ('▁', 'Ġ' and <0xNN> take more bytes than they stand for).
+      longest = Math.max(longest, Buffer.byteLength(token));
+    }
     this.vocabSize = maxId + 1;
+    this.maxTokenLength = longest;
     for (const [id, t] of lib.get_added_tokens_decoder()) if (t.special) this.special.add(id);
     const idOf = (v: unknown): number | null => {
       const c = tokenContent(v);

@@ -12,6 +12,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | null;
   readonly eosIds: readonly number[];
+  /**
+   * At least the UTF-8 bytes of text one token stands for (the longest vocabulary entry): a text of B bytes encodes to
+   * at least B / maxTokenLength tokens, so a prompt can be refused as too long before it is tokenized.
+   */
+  readonly maxTokenLength: number;
   /** Text to token ids. */
   encode(text: string, opts?: EncodeOptions): number[];
   /** Token ids to text; BOS/EOS and other special tokens are dropped, the SentencePiece dummy-prefix space is stripped. */
