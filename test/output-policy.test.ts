@@ -229,6 +229,7 @@ test('bad values are refused: --threads beyond 4 × cores, --top-p outside (0, 1
   refused(cli(['generate', '--threads', '1000']), /--threads: expected an integer from 1 to \d+ \(4 × the \d+ cores\), got '1000'/, 'threads');
   refused(cli(['generate', '--top-p', '2']), /--top-p: expected a number in \(0, 1\]/, 'top-p 2');
   refused(cli(['generate', '--top-p', '0']), /--top-p: expected a number in \(0, 1\]/, 'top-p 0');
+  refused(cli(['serve', '--port', '99999']), /--port: expected an integer from 0 to 65535, got '99999'/, 'port 99999');
   const empty = path.join(inputs, 'empty-plan.json');
   fs.writeFileSync(empty, '{"groups":[]}');
   const out = path.join(root, 'empty-plan-out');

@@ -341,7 +341,8 @@ test('a prompt longer than any context could hold is refused before it is tokeni
     await assert.rejects(client(s).completions.create({ model: 'stories260K', prompt: huge, max_tokens: 5 }),
       (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.code === 'context_length_exceeded' && /720000 bytes of text/.test(e.message));
     assert.equal(tokenized, 0, 'the huge prompt was never tokenized');
-    const ok = await client(s).completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 5, temperature: 0 });
+    // `stream: null` is "not streaming", as OpenAI's API reads it.
+    const ok = await client(s).completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 5, temperature: 0, stream: null });
     assert.ok(ok.choices[0].text.length > 0);
   } finally {
     await s.close();

@@ -7,10 +7,12 @@ import { parseThreads } from '../backend/threads.js';
 /** The `--threads` option, as every command that runs a model declares it. */
 export const THREADS_FLAG = ['--threads <n>', 'native threads (default: ECHOATT_THREADS, else all cores)', (v: string) => parseThreads(v, '--threads')] as const;
 
-export function intOption(flag: string, min = 0) {
+export function intOption(flag: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     const n = Number(v);
-    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) throw new OptionError(flag, `expected an integer >= ${min}, got '${v}'`);
+    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new OptionError(flag, max === Number.MAX_SAFE_INTEGER ? `expected an integer >= ${min}, got '${v}'` : `expected an integer from ${min} to ${max}, got '${v}'`);
+    }
     return n;
   };
 }

@@ -35,7 +35,7 @@ export function registerServe(program: Command): void {
     .option('--tokenizer <path>', 'tokenizer (default: found next to the model)')
     .option('--name <id>', 'model id clients pass as "model" (default: the model folder / file name)')
     .option('--host <addr>', 'address to bind', '127.0.0.1')
-    .option('--port <n>', 'port (0 = any free port)', intOption('--port', 0), 8080)
+    .option('--port <n>', 'port (0 = any free port)', intOption('--port', 0, 65535), 8080)
     .option('--max-batch <n>', 'most sequences decoded together', intOption('--max-batch', 1), 16)
     .option('--kv-memory <MiB>', 'KV-cache budget: sequences that fit at full context (at most --max-batch) decode together', intOption('--kv-memory', 1))
     .option('--max-queue <n>', 'requests that may wait for a free slot; more get 429', intOption('--max-queue', 0), 64)

@@ -64,7 +64,7 @@ function common(body: unknown): { b: Record<string, unknown>; p: Omit<Generation
   if (typeof b.model !== 'string' || !b.model) throw bad('model', "'model' is required (a string; see GET /v1/models)");
   const n = int(b, 'n', 1);
   if (n !== null && n !== 1) throw bad('n', `only n = 1 is supported, got ${n}`);
-  if (b.stream !== undefined && typeof b.stream !== 'boolean') throw bad('stream', "'stream' must be true or false");
+  if (b.stream !== undefined && b.stream !== null && typeof b.stream !== 'boolean') throw bad('stream', "'stream' must be true, false or null");
   return {
     b,
     p: {
