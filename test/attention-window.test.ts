@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { availableBackends, getBackend } from '../src/backend/index.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import type { AttentionParams, Backend } from '../src/backend/backend.js';
-import { assertClose, randn } from './helpers.js';
+import { assertClose, finiteDifference, randn } from './helpers.js';
 
 const ref = new ReferenceBackend();
 
@@ -145,17 +145,7 @@ test('reference attentionBackward from windowed probs matches finite differences
     ref.attention({ ...c, q: qq, k: kk, v: vv, out });
     return out;
   };
-  const fd = (f: (x: Float32Array) => Float32Array, x: Float32Array, h = 1e-2): Float64Array => {
-    const g = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const [xp, xm] = [x.slice(), x.slice()];
-      xp[i] += h;
-      xm[i] -= h;
-      const [fp, fm] = [f(xp), f(xm)];
-      for (let j = 0; j < r.length; j++) g[i] += (r[j] * (fp[j] - fm[j])) / (2 * h);
-    }
-    return g;
-  };
+  const fd = (f: (x: Float32Array) => Float32Array, x: Float32Array) => finiteDifference(f, x, r);
   const probs = new Float32Array(c.nHeads * c.tq * c.s);
   ref.attention({ ...c, q, k, v, out: new Float32Array(q.length), probs });
   const grads = { dq: new Float32Array(q.length), dk: new Float32Array(k.length), dv: new Float32Array(v.length) };

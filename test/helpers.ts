@@ -55,3 +55,23 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     assert.fail(`${what}[${worstI}]: got ${actual[worstI]}, expected ${expected[worstI]} (rtol ${rtol}, atol ${atol})`);
   }
 }
+
+/**
+ * Central finite difference of `Σ_j r[j] · f(x)[j]` with respect to every `x[i]` (step `h`): what a backward pass given
+ * the upstream gradient `r` must return for `x`.
+ */
+export function finiteDifference(f: (x: Float32Array) => Float32Array, x: Float32Array, r: Float32Array, h = 1e-2): Float64Array {
+  const g = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const xp = x.slice();
+    const xm = x.slice();
+    xp[i] += h;
+    xm[i] -= h;
+    const fp = f(xp);
+    const fm = f(xm);
+    let s = 0;
+    for (let j = 0; j < r.length; j++) s += r[j] * (fp[j] - fm[j]);
+    g[i] = s / (2 * h);
+  }
+  return g;
+}

@@ -10,7 +10,7 @@ import { loadNativeBackend } from '../src/backend/native.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import type { Backend, RopeStyle } from '../src/backend/backend.js';
 import { DTypeError, ShapeError } from '../src/errors.js';
-import { assertClose, randInts, randn } from './helpers.js';
+import { assertClose, finiteDifference, randInts, randn } from './helpers.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
 
 const ref = new ReferenceBackend();
@@ -720,21 +720,7 @@ for (const name of availableBackends()) {
 
 describe('reference backward kernels match finite differences', () => {
   // Central differences in float64 over a loss L = Σ r ⊙ f(x), with f evaluated by the reference kernel.
-  function fd(f: (x: Float32Array) => Float32Array, x: Float32Array, r: Float32Array, h = 1e-2): Float64Array {
-    const g = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const xp = x.slice();
-      const xm = x.slice();
-      xp[i] += h;
-      xm[i] -= h;
-      const fp = f(xp);
-      const fm = f(xm);
-      let s = 0;
-      for (let j = 0; j < r.length; j++) s += r[j] * (fp[j] - fm[j]);
-      g[i] = s / (2 * h);
-    }
-    return g;
-  }
+  const fd = finiteDifference;
 
   test('rmsnorm', () => {
     const [rows, dim] = [2, 5];

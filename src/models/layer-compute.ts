@@ -11,6 +11,7 @@ import type { LayerKey, NormKey } from './tensor-spec.js';
 import type { RopeTables } from './rope.js';
 import type { BiasKey } from './decoder.js';
 import { ShapeError } from '../errors.js';
+import type { LinearRunOf } from '../nn/layers.js';
 
 /** A layer's tensor by role, or a `ShapeError` naming the layer, the role and the layer's kind. */
 export function layerTensor<W>(cfg: Readonly<LlamaConfig>, layers: readonly Partial<Record<LayerKey, W>>[], l: number, key: LayerKey, op: string): W {
@@ -19,21 +20,8 @@ export function layerTensor<W>(cfg: Readonly<LlamaConfig>, layers: readonly Part
   return w;
 }
 
-/**
- * One block of a head-run product: `y[:, yOff : yOff+n] += x[:, xOff : xOff+k] · Wᵀ` over the `(n, k)` view of `w`
- * from `wOff` with row stride `ldw`, plus `bias[bOff : bOff+n]` when given. `W` is whatever holds a weight.
- */
-export interface RunBlock<W> {
-  w: W;
-  wOff: number;
-  ldw: number;
-  xOff: number;
-  k: number;
-  yOff: number;
-  n: number;
-  bias?: W;
-  bOff: number;
-}
+/** One block of a head-run product (see `nn/layers.ts` `LinearRunOf`), over whatever holds a weight. */
+export type RunBlock<W> = LinearRunOf<W>;
 
 /** A head-shared layer's q/k/v projection: each run of heads reads a row block of the storing layer's compact tensor. */
 export function projectionBlocks<W>(

@@ -39,17 +39,20 @@ export function swigluMlp(be: Backend, x: Float32Array, p: MlpParams, rows: numb
  * view of `w` starting at `wOff` with row stride `ldw` (plus `bias[bOff : bOff+n]`). Views, never copies: this is how
  * a head-shared layer reads row blocks (q/k/v) or column blocks (o_proj) of the layer that stores them.
  */
-export interface LinearRun {
-  w: Float32Array;
+export interface LinearRunOf<W> {
+  w: W;
   wOff: number;
   ldw: number;
   xOff: number;
   k: number;
   yOff: number;
   n: number;
-  bias?: Float32Array;
+  bias?: W;
   bOff?: number;
 }
+
+/** A {@link LinearRunOf} over f32 arrays, as `linearRuns` computes it. */
+export type LinearRun = LinearRunOf<Float32Array>;
 
 /** `y (rows, outDim) = Σ_runs` of each run's block product; `x` is `(rows, xCols)`. */
 export function linearRuns(be: Backend, x: Float32Array, runs: readonly LinearRun[], rows: number, xCols: number, outDim: number): Float32Array {
