@@ -191,10 +191,11 @@ export class LlamaModel {
       if (pos[b] + 1 > this.maxPositions) throw new ShapeError('LlamaModel.decodeSlots', `slot ${slots[b]}: position ${pos[b]} is past max_position_embeddings ${this.maxPositions}`);
     }
     this.ensurePositions(Math.max(...pos) + 1);
-    if (this.runMode(B, 1, { cache: cache.view(slots[0]) }) === 'step') {
+    const view = B === 1 ? cache.view(slots[0]) : undefined;
+    if (view && this.runMode(B, 1, { cache: view }) === 'step') {
       // One sequence: its slot's view through the compiled step (one backend call), as `forward` decodes alone.
       if (pos[0] + 1 > cache.capacity) throw new ShapeError('SlotCache.append', `slot ${slots[0]} is full (capacity ${cache.capacity})`);
-      const logits = this.decodeStep(cache.view(slots[0])).run(ids[0]).slice(); // (1, V)
+      const logits = this.decodeStep(view).run(ids[0]).slice(); // (1, V)
       cache.advance(slots);
       return logits;
     }
